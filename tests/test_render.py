@@ -1,0 +1,114 @@
+"""Every variant renders the files it should, and only those, as clean Python."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from support import GENERATED_PYTHON
+
+PACKAGE = "panel_threading_app"  # the default package_name
+COMMON_FILES = {
+    ".copier-answers.yml",
+    ".gitignore",
+    "README.md",
+    "app.py",
+    "pyproject.toml",
+    f"{PACKAGE}/__init__.py",
+    f"{PACKAGE}/_sessions.py",
+    f"{PACKAGE}/app.py",
+    f"{PACKAGE}/runners.py",
+    f"{PACKAGE}/workers.py",
+    "tests/conftest.py",
+    "tests/test_served_app.py",
+}
+VARIANT_FILES = {
+    "session": {f"{PACKAGE}/session_runner.py", "tests/test_session_runner.py"},
+    "global": {f"{PACKAGE}/global_runner.py", "tests/test_global_runner.py"},
+}
+VARIANT_NAMES = {
+    "session": ("SessionTaskRunner", "simulate_experiment", "session_runner"),
+    "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
+}
+
+
+def threading_of(project: Path) -> str:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]
+
+
+def chosen(threading: str) -> set[str]:
+    return {"session", "global"} if threading == "both" else {threading}
+
+
+def project_files(project: Path) -> dict[str, str]:
+    return {
+        path.relative_to(project).as_posix(): path.read_text()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and ".pytest_cache" not in path.parts
+    }
+
+
+def test_the_variant_has_its_files_and_no_others(project):
+    threading = threading_of(project)
+    expected = set(COMMON_FILES)
+    for variant in chosen(threading):
+        expected |= VARIANT_FILES[variant]
+    assert set(project_files(project)) == expected
+
+
+def test_no_code_of_the_unchosen_variant(project):
+    threading = threading_of(project)
+    files = project_files(project)
+    for variant in {"session", "global"} - chosen(threading):
+        for path, text in files.items():
+            for name in VARIANT_NAMES[variant]:
+                assert name not in text, f"{path} mentions {name} in the {threading} variant"
+
+
+def test_no_jinja_residue(project):
+    for path, text in project_files(project).items():
+        for marker in ("{%", "%}", "{{", "{#", "#}"):
+            assert marker not in text, f"{path} holds {marker!r}"
+        assert "\n\n\n" not in text or path.endswith(".py"), f"{path} has a clump of blank lines"
+        assert "\n\n\n\n" not in text, f"{path} has a clump of blank lines"
+        assert text.endswith("\n"), f"{path} does not end with a newline"
+        assert not text.endswith("\n\n"), f"{path} ends with blank lines"
+        trailing = [n for n, line in enumerate(text.splitlines(), 1) if line != line.rstrip()]
+        assert not trailing, f"{path} has trailing spaces on lines {trailing}"
+
+
+def test_answers_are_recorded(project):
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["package_name"] == PACKAGE
+    assert answers["threading"] in ("session", "global", "both")
+    assert ("global_interval_seconds" in answers) == (answers["threading"] != "session")
+
+
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
+def test_ruff_is_clean(project, command):
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, "--no-cache", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_the_generated_tests_pass(project):
+    result = subprocess.run(
+        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert " passed" in result.stdout
+    assert "skipped" not in result.stdout
