@@ -23,6 +23,7 @@ GENERATED_PYTHON = os.environ.get("GENERATED_PYTHON", sys.executable)
 
 def copy_template(dst: Path) -> Path:
     """Copy the template as it is in the working tree, committed or not, to ``dst``."""
+    dst.mkdir(parents=True, exist_ok=True)
     for part in TEMPLATE_PARTS:
         source = ROOT / part
         if source.is_dir():

@@ -44,11 +44,16 @@ def chosen(threading: str) -> set[str]:
     return {"session", "global"} if threading == "both" else {threading}
 
 
+#: Folders in a project that the template did not write (the hook's git repository, caches).
+NOT_RENDERED = {".git", "__pycache__", ".pytest_cache"}
+
+
 def project_files(project: Path) -> dict[str, str]:
     return {
         path.relative_to(project).as_posix(): path.read_text()
         for path in sorted(project.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and ".pytest_cache" not in path.parts
+        if path.is_file()
+        and not {".git", "__pycache__", ".pytest_cache"} & set(path.relative_to(project).parts)
     }
 
 

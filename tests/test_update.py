@@ -1,0 +1,170 @@
+"""`copier update`: template fixes arrive, user edits survive, variants switch; the post-copy hook."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+
+from support import GENERATED_PYTHON, copy_template
+
+PACKAGE = "panel_threading_app"
+CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
+FIRST_COMMIT = "Start from the copier-panel-threading template"
+TEMPLATE_FIX = "# Fixed in v2: a comment that stands for a fix of the template.\n"
+USER_EDIT = '\n\ndef my_own_worker() -> str:\n    """The user\'s own code."""\n    return "mine"\n'
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "--all")
+    git(repo, "-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "--quiet", "-m", message)
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    """A git repository of the working tree's template, tagged v1; the tests add v2."""
+    repo = copy_template(tmp_path / "template-repo")
+    git(repo, "init", "--quiet")
+    commit_all(repo, "v1")
+    git(repo, "tag", "v1")
+    return repo
+
+
+def release_v2(repo: Path) -> None:
+    """Change a template-owned file and tag the result v2."""
+    sessions = repo / "template" / "{{package_name}}" / "_sessions.py"
+    sessions.write_text(sessions.read_text() + "\n" + TEMPLATE_FIX)
+    commit_all(repo, "v2")
+    git(repo, "tag", "v2")
+
+
+def copy(template: Path, project: Path, **data: object) -> Path:
+    copier.run_copy(
+        str(template), str(project), data=data, defaults=True, quiet=True, unsafe=True, vcs_ref="v1"
+    )
+    return project
+
+
+def update(project: Path, **data: object) -> None:
+    copier.run_update(str(project), data=data, defaults=True, overwrite=True, quiet=True, unsafe=True)
+
+
+def assert_clean_merge(project: Path) -> None:
+    """No conflict markers, no .rej or .orig files anywhere in the project."""
+    for path in project.rglob("*"):
+        if ".git" in path.parts or not path.is_file():
+            continue
+        assert path.suffix not in (".rej", ".orig"), f"{path} was left by the update"
+        conflict = CONFLICT_MARKER.search(path.read_text(errors="replace"))
+        assert conflict is None, f"{path} holds a conflict marker: {conflict and conflict.group()}"
+
+
+def run_generated_tests(project: Path) -> None:
+    result = subprocess.run(
+        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+
+
+def test_the_hook_makes_a_first_commit(template_repo, tmp_path):
+    project = copy(template_repo, tmp_path / "app", threading="both")
+    assert git(project, "log", "--format=%s").splitlines() == [
+        "Start from the copier-panel-threading template"
+    ]
+    assert git(project, "status", "--porcelain") == ""
+
+
+def test_the_hook_leaves_an_existing_repository_alone(template_repo, tmp_path):
+    outer = tmp_path / "monorepo"
+    outer.mkdir()
+    git(outer, "init", "--quiet")
+    (outer / "README").write_text("monorepo\n")
+    commit_all(outer, "monorepo start")
+    copy(template_repo, outer / "apps" / "app")
+    assert not (outer / "apps" / "app" / ".git").exists()
+    assert git(outer, "log", "--format=%s").splitlines() == ["monorepo start"]
+
+
+def test_skip_tasks_renders_without_the_hook(template_repo, tmp_path):
+    project = tmp_path / "app"
+    copier.run_copy(
+        str(template_repo), str(project), defaults=True, quiet=True, skip_tasks=True, vcs_ref="v1"
+    )
+    assert (project / "app.py").is_file()
+    assert not (project / ".git").exists()
+
+
+def test_update_brings_template_fixes_and_keeps_user_edits(template_repo, tmp_path):
+    project = copy(template_repo, tmp_path / "app", threading="both")
+    workers = project / PACKAGE / "workers.py"
+    workers.write_text(
+        workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 2.0") + USER_EDIT
+    )
+    commit_all(project, "My own worker")
+    release_v2(template_repo)
+
+    update(project)
+
+    assert (project / PACKAGE / "_sessions.py").read_text().endswith(TEMPLATE_FIX)
+    text = workers.read_text()
+    assert "EXPERIMENT_SECONDS = 2.0" in text
+    assert text.endswith(USER_EDIT)
+    assert_clean_merge(project)
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v2"
+    assert answers["threading"] == "both"
+
+
+SWITCHES = [("session", "global"), ("global", "both"), ("both", "session")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("before", "after"), SWITCHES)
+def test_switching_threading_swaps_the_runner_code(template_repo, tmp_path, before, after):
+    project = copy(template_repo, tmp_path / "app", threading=before)
+    entry = project / "app.py"  # user-owned, and the same in every variant
+    entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
+    commit_all(project, "Stretch the page")
+
+    update(project, threading=after)
+
+    package = project / PACKAGE
+    assert (package / "session_runner.py").exists() == (after != "global")
+    assert (package / "global_runner.py").exists() == (after != "session")
+    assert (project / "tests" / "test_session_runner.py").exists() == (after != "global")
+    assert (project / "tests" / "test_global_runner.py").exists() == (after != "session")
+    assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
+    assert_clean_merge(project)
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["threading"] == after
+    run_generated_tests(project)
+
+
+def test_a_switch_over_edited_examples_leaves_inline_conflicts_not_rej_files(template_repo, tmp_path):
+    """As the generated README says: edits where the switch rewrites the examples conflict inline."""
+    project = copy(template_repo, tmp_path / "app", threading="session")
+    workers = project / PACKAGE / "workers.py"
+    workers.write_text(workers.read_text() + USER_EDIT)
+    commit_all(project, "My own worker")
+
+    update(project, threading="global")
+
+    text = workers.read_text()
+    assert CONFLICT_MARKER.search(text)
+    assert "def my_own_worker()" in text
+    assert "def fetch_prices()" in text
+    assert not list(project.rglob("*.rej"))
