@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from support import VARIANTS, copy_template, render
 
@@ -20,3 +23,55 @@ def project(request: pytest.FixtureRequest, template: Path, tmp_path_factory: py
     """A project rendered for each threading variant, once per test session."""
     threading = request.param
     return render(template, tmp_path_factory.mktemp(f"project-{threading}"), threading=threading)
+
+
+#: Debian's Chromium; Playwright's own browser download is not used.
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+#: Headless flags that keep Chromium off the network it has no business with.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium driven by Playwright; skipped without Chromium, except in CI."""
+    if not Path(CHROMIUM).exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
+    """Open pages in a fresh browser context, closed after the test."""
+    context = browser.new_context()
+    context.set_default_timeout(20_000)
+    yield context.new_page
+    context.close()
+
+
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """Keep a measured figure for the summary at the end of the run."""
+    return FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("measured figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

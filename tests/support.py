@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import copier
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("session", "global", "both")
@@ -52,3 +57,69 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listens(port: int) -> bool:
+    """True once something accepts connections on the port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Server:
+    """A `panel serve app.py` subprocess of a generated project."""
+
+    process: subprocess.Popen[str]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/app"
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def status(self, field: str) -> int:
+        """A number from /proc/<pid>/status of the server, e.g. "Threads" or "VmRSS" (KiB)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0])
+        raise KeyError(field)
+
+    def interrupt(self, timeout: float = 10.0) -> tuple[int, float]:
+        """Send SIGINT (Ctrl+C); return the exit code and the seconds it took to exit."""
+        start = time.monotonic()
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=timeout)
+        return code, time.monotonic() - start
+
+
+@contextmanager
+def panel_serve(project: Path, log: Path, *options: str) -> Iterator[Server]:
+    """Serve the project's app.py on a free port; closed sessions go within a fraction of a second."""
+    port = free_port()
+    command = [
+        GENERATED_PYTHON, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1", "--port", str(port),
+        "--allow-websocket-origin", f"127.0.0.1:{port}",
+        "--check-unused-sessions", "100", "--unused-session-lifetime", "100", *options,
+    ]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=project, stdout=out, stderr=subprocess.STDOUT, text=True)
+    server = Server(process, port, log)
+    try:
+        poll(lambda: listens(port), timeout=60, message=f"the server listens; log:\n{log.read_text()}")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def threading_of(project: Path) -> str:
+    """The project's answer to the threading question."""
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import GENERATED_PYTHON
+from support import GENERATED_PYTHON, threading_of
 
 PACKAGE = "panel_threading_app"  # the default package_name
 COMMON_FILES = {
@@ -34,10 +34,6 @@ VARIANT_NAMES = {
     "session": ("SessionTaskRunner", "simulate_experiment", "session_runner"),
     "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
 }
-
-
-def threading_of(project: Path) -> str:
-    return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]
 
 
 def chosen(threading: str) -> set[str]:

@@ -1,0 +1,162 @@
+"""The generated app in Chromium, served by `panel serve`: what a user sees, for every variant."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from support import panel_serve, poll, threading_of
+
+pytestmark = pytest.mark.slow
+
+RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
+
+
+def add_task(page: Page, samples: int) -> None:
+    """Type a number of samples and press the button: one task for the session's runner."""
+    box = page.get_by_role("textbox", name="Samples")
+    box.fill(str(samples))
+    box.press("Enter")
+    page.get_by_role("button", name="Run experiment").click()
+
+
+def results(page: Page) -> list[str]:
+    return page.get_by_role("listitem").all_inner_texts()
+
+
+def price(page: Page, ticker: str = "ACME") -> str:
+    return page.get_by_role("row", name=re.compile(f"^{ticker} ")).inner_text()
+
+
+def check_session_queue(page: Page) -> None:
+    """Tasks queue up, the page keeps reacting, results arrive in order, a failure is shown and passed."""
+    for samples in (100, 200, 300, 400):
+        add_task(page, samples)
+    expect(page.get_by_text(re.compile(r"^Queued: [23]$"))).to_be_visible()
+
+    page.get_by_role("slider").press("ArrowRight")  # another widget, while tasks run
+    expect(page.get_by_text("Slider at 51")).to_be_visible()
+    assert len(results(page)) < 4, "the slider answered only after the tasks"
+
+    expect(page.get_by_role("listitem")).to_have_count(4)
+    assert [RESULT.match(text).group(1) for text in results(page)] == ["100", "200", "300", "400"]
+    expect(page.get_by_text("Queued: 0")).to_be_visible()
+
+    add_task(page, -1)
+    expect(page.get_by_role("listitem").nth(4)).to_have_text(
+        "failed: samples must be a positive number, not -1"
+    )
+    expect(page.get_by_text("Last task failed: ValueError")).to_be_visible()
+    add_task(page, 50)
+    expect(page.get_by_role("listitem").nth(5)).to_have_text(RESULT)
+    expect(page.get_by_text("Last task failed: ValueError")).to_be_hidden()
+
+
+def check_shared_prices(first: Page, second: Page) -> None:
+    """Two pages show the same price, and it moves on the interval."""
+    expect(first.get_by_role("row", name=re.compile("^ACME "))).to_be_visible()
+    expect(second.get_by_role("row", name=re.compile("^ACME "))).to_be_visible()
+    before = price(first)
+    poll(lambda: price(first) != before and price(first) == price(second), timeout=20,
+         message="both pages show the same new price")  # fmt: skip
+
+
+def save_until_reloaded(page: Page, path: Path, text: str, timeout: float = 30) -> None:
+    """Save ``path`` until --dev reloads the page.
+
+    Panel's file watcher rests for a second after each reload, then watches afresh:
+    a save within that second goes unseen, so save again until the page reloads.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with page.expect_navigation(timeout=3_000):
+                path.write_text(text)
+            return
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
+    threading = threading_of(project)
+    with panel_serve(project, tmp_path / "serve.log") as server:
+        page, other = new_page(), new_page()
+        page.goto(server.url)
+        other.goto(server.url)
+        if threading in ("session", "both"):
+            check_session_queue(page)
+        if threading in ("global", "both"):
+            check_shared_prices(page, other)
+        # The one traceback is the failing task's, logged on purpose.
+        assert server.output().count("Traceback") == server.output().count("task -1 failed")
+
+
+def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
+    if threading_of(project) == "global":
+        pytest.skip("the global variant has no per-session tasks")
+    with panel_serve(project, tmp_path / "serve.log") as server:
+        first, second = new_page(), new_page()
+        first.goto(server.url)
+        second.goto(server.url)
+        for samples_first, samples_second in ((111, 222), (333, 444)):
+            add_task(first, samples_first)
+            add_task(second, samples_second)
+        expect(first.get_by_role("listitem")).to_have_count(2)
+        expect(second.get_by_role("listitem")).to_have_count(2)
+        assert [RESULT.match(text).group(1) for text in results(first)] == ["111", "333"]
+        assert [RESULT.match(text).group(1) for text in results(second)] == ["222", "444"]
+
+
+def test_ctrl_c_while_a_task_runs_exits_at_once(project, tmp_path, new_page, report):
+    threading = threading_of(project)
+    with panel_serve(project, tmp_path / "serve.log") as server:
+        page = new_page()
+        page.goto(server.url)
+        if threading in ("session", "both"):
+            for samples in range(1, 6):
+                add_task(page, samples)
+            expect(page.get_by_text(re.compile(r"^Processing"))).to_be_visible()
+        else:
+            expect(page.get_by_role("row", name=re.compile("^ACME "))).to_be_visible()
+        code, seconds = server.interrupt()
+        report(f"Ctrl+C, {threading}: exit code {code} after {seconds:.2f} s")
+        assert code == 0
+        assert seconds < 2
+        assert "Traceback" not in server.output()
+
+
+def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_page, report):
+    threading = threading_of(project)
+    workers = next(project.glob("*/workers.py"))
+    original = workers.read_text()
+    with panel_serve(project, tmp_path / "serve.log", "--dev") as server:
+        page = new_page()
+        page.goto(server.url)
+        expect(page.get_by_role("heading", name="Panel Threading App")).to_be_visible()
+        for edit in range(1, 4):
+            text = original.replace('TICKERS = ("ACME", "GLOBEX", "INITECH")', f'TICKERS = ("EDIT{edit}",)')
+            text = text.replace('return f"{samples} samples:', f'return f"edit {edit}: {{samples}} samples:')
+            assert text != original
+            start = time.monotonic()
+            save_until_reloaded(page, workers, text)
+            if threading in ("global", "both"):
+                new_row = page.get_by_role("row", name=re.compile(f"^EDIT{edit} "))
+                expect(new_row).to_be_visible(timeout=30_000)
+                started = server.output().count("GlobalTaskRunner[prices] started")
+                stopped = server.output().count("GlobalTaskRunner[prices] stopped")
+                assert (started, stopped) == (edit + 1, edit), "one thread per key, running the new code"
+            if threading in ("session", "both"):
+                add_task(page, 10)
+                first_result = page.get_by_role("listitem").first
+                expect(first_result).to_have_text(re.compile(f"^edit {edit}: 10 samples"))
+            seconds = time.monotonic() - start
+            report(f"--dev reload {edit}, {threading}: the new code showed after {seconds:.1f} s")
+        code, seconds = server.interrupt()
+        report(f"Ctrl+C under --dev, {threading}: exit code {code} after {seconds:.2f} s")
+    assert "Traceback" not in server.output()
