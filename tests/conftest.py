@@ -38,9 +38,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
-    """Headless Chromium driven by Playwright; skipped without Chromium, except in CI."""
+    """Headless Chromium driven by Playwright; skipped without Chromium, except in CI.
+
+    One per test: Playwright's sync API keeps an event loop installed while it runs,
+    which would stop `bokeh.client.pull_session` in later tests of this process.
+    """
     if not Path(CHROMIUM).exists():
         reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
         if os.environ.get("CI"):

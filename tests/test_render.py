@@ -24,6 +24,7 @@ COMMON_FILES = {
     f"{PACKAGE}/runners.py",
     f"{PACKAGE}/workers.py",
     "tests/conftest.py",
+    "tests/test_browser.py",
     "tests/test_served_app.py",
 }
 VARIANT_FILES = {
