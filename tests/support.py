@@ -120,6 +120,19 @@ def panel_serve(project: Path, log: Path, *options: str) -> Iterator[Server]:
         process.wait(timeout=10)
 
 
+def run_generated_tests(project: Path) -> str:
+    """Run a generated project's own test suite with GENERATED_PYTHON; fail unless it passes."""
+    result = subprocess.run(
+        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return result.stdout
+
+
 def threading_of(project: Path) -> str:
     """The project's answer to the threading question."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import GENERATED_PYTHON, threading_of
+from support import run_generated_tests, threading_of
 
 PACKAGE = "panel_threading_app"  # the default package_name
 COMMON_FILES = {
@@ -104,13 +104,6 @@ def test_ruff_is_clean(project, command):
 
 @pytest.mark.slow
 def test_the_generated_tests_pass(project):
-    result = subprocess.run(
-        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    assert " passed" in result.stdout
-    assert "skipped" not in result.stdout
+    output = run_generated_tests(project)
+    assert " passed" in output
+    assert "skipped" not in output

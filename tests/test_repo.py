@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from support import ROOT
+from support import ROOT, copy_template
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
@@ -27,3 +27,19 @@ def test_ci_runs_the_readme_test_command():
     command = readme.split("## Test the template", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
     assert command.endswith("python -m pytest")
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_the_readme_generate_command_works_as_written(tmp_path):
+    template = copy_template(tmp_path / "copier-panel-threading")
+    readme = (ROOT / "README.md").read_text()
+    command = readme.split("## Use it", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+    assert command.endswith(" . ../my-app")
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=template, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    app = tmp_path / "my-app"
+    assert (app / "app.py").is_file()
+    assert "panel serve app.py --dev" in result.stdout + result.stderr  # the next steps are printed
+    assert (app / ".git").is_dir()  # the hook made the first commit

@@ -10,7 +10,7 @@ import copier
 import pytest
 import yaml
 
-from support import GENERATED_PYTHON, copy_template
+from support import copy_template, run_generated_tests
 
 PACKAGE = "panel_threading_app"
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
@@ -67,17 +67,6 @@ def assert_clean_merge(project: Path) -> None:
         assert path.suffix not in (".rej", ".orig"), f"{path} was left by the update"
         conflict = CONFLICT_MARKER.search(path.read_text(errors="replace"))
         assert conflict is None, f"{path} holds a conflict marker: {conflict and conflict.group()}"
-
-
-def run_generated_tests(project: Path) -> None:
-    result = subprocess.run(
-        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
 
 
 def test_the_hook_makes_a_first_commit(template_repo, tmp_path):
