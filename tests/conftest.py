@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from support import VARIANTS, copy_template, render
 
@@ -58,11 +58,22 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[Callable[[], Page]]:
-    """Open pages in a fresh browser context, closed after the test."""
-    context = browser.new_context()
-    context.set_default_timeout(20_000)
-    yield context.new_page
-    context.close()
+    """Open pages, each in a browser context of its own, closed after the test.
+
+    Two pages of one context share a window, and the one behind is throttled
+    like a background tab: its clicks would lag.
+    """
+    contexts: list[BrowserContext] = []
+
+    def open_page() -> Page:
+        context = browser.new_context()
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 FIGURES: list[str] = []

@@ -30,6 +30,7 @@ from support import ROOT, render
         ({"project_name": "  "}, "must not be empty"),
         ({"author_email": "nobody"}, "does not look like an e-mail address"),
         ({"threading": "process"}, "Invalid choice for 'threading'"),
+        ({"threading": "session", "max_tasks": 0}, "must take at least 1 task"),
         ({"threading": "global", "global_interval_seconds": 0}, "must be more than 0 seconds"),
         ({"threading": "both", "global_interval_seconds": -2.5}, "must be more than 0 seconds"),
     ],
@@ -68,6 +69,11 @@ def test_names_and_quotes_reach_the_code_intact(template, tmp_path):
     metadata = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert metadata["description"] == description
     assert metadata["authors"] == [{"name": author, "email": "you@example.com"}]
+
+
+def test_the_queue_size_reaches_the_app(template, tmp_path):
+    project = render(template, tmp_path / "project", threading="both", max_tasks=7)
+    assert "MAX_QUEUED_EXPERIMENTS = 7\n" in (project / "panel_threading_app" / "app.py").read_text()
 
 
 def test_the_interval_reaches_the_app(template, tmp_path):

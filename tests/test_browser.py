@@ -16,7 +16,16 @@ from support import panel_serve, poll, threading_of
 
 pytestmark = pytest.mark.slow
 
+#: The default answer to max_tasks.
+MAX_TASKS = 20
 RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
+
+
+def open_app(page: Page, url: str) -> None:
+    """Load the app and wait for its websocket to answer: clicks before that are lost."""
+    with page.expect_websocket() as opened:
+        page.goto(url)
+    opened.value.wait_for_event("framereceived")
 
 
 def add_task(page: Page, samples: int) -> None:
@@ -102,8 +111,8 @@ def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
     threading = threading_of(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
         page, other = new_page(), new_page()
-        page.goto(server.url)
-        other.goto(server.url)
+        open_app(page, server.url)
+        open_app(other, server.url)
         if threading in ("session", "both"):
             check_session_queue(page)
         if threading in ("global", "both"):
@@ -117,8 +126,8 @@ def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
         pytest.skip("the global variant has no per-session tasks")
     with panel_serve(project, tmp_path / "serve.log") as server:
         first, second = new_page(), new_page()
-        first.goto(server.url)
-        second.goto(server.url)
+        open_app(first, server.url)
+        open_app(second, server.url)
         for samples_first, samples_second in ((111, 222), (333, 444)):
             add_task(first, samples_first)
             add_task(second, samples_second)
@@ -128,11 +137,37 @@ def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
         assert [RESULT.match(text).group(1) for text in results(second)] == ["222", "444"]
 
 
+def test_progress_cancel_clear_and_a_full_queue(project, tmp_path, new_page):
+    if threading_of(project) == "global":
+        pytest.skip("the global variant has no per-session tasks")
+    with panel_serve(project, tmp_path / "serve.log") as server:
+        page = new_page()
+        open_app(page, server.url)
+        run = page.get_by_role("button", name="Run experiment")
+        run.click()
+        expect(page.get_by_text(re.compile(r"^Processing \d+% step \d of 5"))).to_be_visible()
+        page.get_by_role("button", name="Cancel running").click()
+        expect(page.get_by_role("listitem").first).to_have_text("cancelled")
+
+        for _ in range(MAX_TASKS + 5):  # more clicks than the queue takes
+            run.click()
+        expect(
+            page.get_by_text(re.compile(f"Not queued: {MAX_TASKS} tasks are waiting already"))
+        ).to_be_visible()
+        page.get_by_role("button", name="Clear queue").click()
+        expect(page.get_by_text("Queued: 0")).to_be_visible()
+        finished = len(results(page))
+        expect(page.get_by_text("Idle")).to_be_visible()
+        assert len(results(page)) <= finished + 1, "only the running task ran after the queue was cleared"
+        run.click()
+        expect(page.get_by_text(re.compile("Not queued"))).to_be_hidden()
+
+
 def test_ctrl_c_while_a_task_runs_exits_at_once(project, tmp_path, new_page, report):
     threading = threading_of(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
         page = new_page()
-        page.goto(server.url)
+        open_app(page, server.url)
         if threading in ("session", "both"):
             for samples in range(1, 6):
                 add_task(page, samples)
@@ -152,7 +187,7 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
     original = workers.read_text()
     with panel_serve(project, tmp_path / "serve.log", "--dev") as server, restored(workers):
         page = new_page()
-        page.goto(server.url)
+        open_app(page, server.url)
         expect(page.get_by_role("heading", name="Panel Threading App")).to_be_visible()
         for edit in range(1, 4):
             text = original.replace('TICKERS = ("ACME", "GLOBEX", "INITECH")', f'TICKERS = ("EDIT{edit}",)')

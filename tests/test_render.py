@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ VARIANT_FILES = {
     "global": {f"{PACKAGE}/global_runner.py", "tests/test_global_runner.py"},
 }
 VARIANT_NAMES = {
-    "session": ("SessionTaskRunner", "simulate_experiment", "session_runner"),
+    "session": ("SessionTaskRunner", "TaskControl", "QueueFull", "simulate_experiment", "session_runner"),
     "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
 }
 
@@ -40,6 +41,9 @@ VARIANT_NAMES = {
 def chosen(threading: str) -> set[str]:
     return {"session", "global"} if threading == "both" else {threading}
 
+
+#: A Jinja tag's end; a percent format in an f-string ({share:.0%}) is not one.
+JINJA_CLOSE = re.compile(r"(?<![0-9])%}")
 
 #: Folders in a project that the template did not write (the hook's git repository, caches).
 NOT_RENDERED = {".git", "__pycache__", ".pytest_cache"}
@@ -73,8 +77,9 @@ def test_no_code_of_the_unchosen_variant(project):
 
 def test_no_jinja_residue(project):
     for path, text in project_files(project).items():
-        for marker in ("{%", "%}", "{{", "{#", "#}"):
+        for marker in ("{%", "{{", "{#", "#}"):
             assert marker not in text, f"{path} holds {marker!r}"
+        assert not JINJA_CLOSE.search(text), f"{path} holds '%}}'"
         assert "\n\n\n" not in text or path.endswith(".py"), f"{path} has a clump of blank lines"
         assert "\n\n\n\n" not in text, f"{path} has a clump of blank lines"
         assert text.endswith("\n"), f"{path} does not end with a newline"
@@ -88,6 +93,7 @@ def test_answers_are_recorded(project):
     assert answers["package_name"] == PACKAGE
     assert answers["threading"] in ("session", "global", "both")
     assert ("global_interval_seconds" in answers) == (answers["threading"] != "session")
+    assert ("max_tasks" in answers) == (answers["threading"] != "global")
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
