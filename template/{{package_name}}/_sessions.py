@@ -4,22 +4,29 @@ Template-owned: ``copier update`` brings fixes to this file.
 
 A runner is built while Panel renders a session, on the server's event loop, but
 it changes its parameters from a thread of its own, where ``pn.state.curdoc`` is
-None. The helpers below capture the session's document while it is known and use
-it later to run code back on the session's event loop.
+None. The helpers below capture the session's document while it is known, use it
+later to run code back on the session's event loop, and set constant parameters
+safely from any thread.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
+import param
 
 if TYPE_CHECKING:
     from bokeh.document import Document
 
 logger = logging.getLogger(__name__)
+
+# param.edit_constant makes the parameters of the object's whole class editable,
+# then constant again on exit: two threads doing it at once undo each other.
+_constant_edits = threading.RLock()
 
 
 def current_session_document() -> Document | None:
@@ -61,3 +68,13 @@ def call_in_session(doc: Document | None, callback: Callable[..., object], *args
         doc.add_next_tick_callback(lambda: callback(*args))
     except Exception:  # the session was destroyed under us: nobody is left to update
         logger.debug("Dropped an update for a destroyed session", exc_info=True)
+
+
+def set_constant(obj: param.Parameterized, **values: Any) -> None:
+    """Set constant parameters of ``obj`` from any thread.
+
+    The edit is serialised with every other one made through this function; the
+    watchers of the change run after it, outside the lock.
+    """
+    with param.parameterized.batch_call_watchers(obj), _constant_edits, param.edit_constant(obj):
+        obj.param.update(**values)
