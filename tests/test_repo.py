@@ -43,3 +43,21 @@ def test_the_readme_generate_command_works_as_written(tmp_path):
     assert (app / "app.py").is_file()
     assert "panel serve app.py --dev" in result.stdout + result.stderr  # the next steps are printed
     assert (app / ".git").is_dir()  # the hook made the first commit
+
+
+@pytest.mark.slow
+def test_the_benchmark_prints_its_table():
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--tasks", "500"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Machine: ")
+    assert "| Measure | Result |" in lines
+    rows = [line for line in lines if line.startswith("| ") and "Measure" not in line and "---" not in line]
+    assert len(rows) == 13, rows
+    assert "Constant parameter" not in result.stderr

@@ -1,0 +1,255 @@
+"""Measure the generated runners and print a Markdown table: ``python bench/run.py``.
+
+Renders the template's ``both`` variant into a temporary folder, imports its
+runners and measures, in one run:
+
+- trivial-task throughput of SessionTaskRunner against a bare queue.Queue and thread;
+- GlobalTaskRunner.remove() latency for several intervals;
+- global worker calls per second with 1 and with 30 open sessions;
+- HTTP response time of a served app, idle and while 10 sessions run one-second tasks;
+- render time of each variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import platform
+import queue
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import copier
+import panel as pn
+import panel.models
+from bokeh.client import pull_session
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS: list[tuple[str, str]] = []
+
+
+def row(measure: str, result: str) -> None:
+    ROWS.append((measure, result))
+    sys.stderr.write(f"{measure}: {result}\n")
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the benchmark waited too long")
+        time.sleep(0.005)
+
+
+def render_variants(workdir: Path) -> Path:
+    """Render every variant, timing each; return the ``both`` project."""
+    for threading_ in ("session", "global", "both"):
+        start = time.perf_counter()
+        copier.run_copy(
+            str(ROOT), str(workdir / threading_), data={"threading": threading_},
+            defaults=True, quiet=True, skip_tasks=True, vcs_ref="HEAD",
+        )  # fmt: skip
+        row(f"Render the `{threading_}` variant (copier copy)", f"{time.perf_counter() - start:.2f} s")
+    return workdir / "both"
+
+
+def bare_queue_throughput(tasks: int) -> float:
+    """Tasks per second through a plain queue.Queue worked by one thread."""
+    work: queue.Queue[object] = queue.Queue()
+    done = threading.Event()
+    count = 0
+
+    def loop() -> None:
+        nonlocal count
+        while work.get() is not None:
+            count += 1
+            if count == tasks:
+                done.set()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    start = time.perf_counter()
+    for task in range(tasks):
+        work.put(task)
+    done.wait(60)
+    elapsed = time.perf_counter() - start
+    work.put(None)
+    thread.join(5)
+    return tasks / elapsed
+
+
+def runner_throughput(runners: object, tasks: int) -> float:
+    """Tasks per second through a SessionTaskRunner outside a session."""
+    runner = runners.SessionTaskRunner(worker=lambda task: task, max_tasks=tasks)
+    start = time.perf_counter()
+    for task in range(tasks):
+        runner.append(task)
+    wait_for(lambda: runner.completed == tasks)
+    elapsed = time.perf_counter() - start
+    runner.stop()
+    runner.join(5)
+    return tasks / elapsed
+
+
+def remove_latency(runners: object, seconds: float) -> float:
+    runner = runners.GlobalTaskRunner(key=f"bench-remove-{seconds}", worker=time.monotonic, seconds=seconds)
+    wait_for(lambda: runner.calls >= 1)
+    start = time.perf_counter()
+    runner.remove()
+    return time.perf_counter() - start
+
+
+@contextmanager
+def served(app: Callable[[], object]) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = pn.serve(
+        {"app": app}, port=port, address="127.0.0.1", websocket_origin=f"127.0.0.1:{port}",
+        threaded=True, show=False, verbose=False, check_unused_sessions_milliseconds=100,
+        unused_session_lifetime_milliseconds=100,
+    )  # fmt: skip
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_for(listening)
+    try:
+        yield f"http://127.0.0.1:{port}/app"
+    finally:
+        server.stop()
+        server.join(10)
+
+
+def calls_per_second(runners: object, sessions: tuple[int, ...], window: float) -> list[float]:
+    """Worker calls per second of one global runner (0.01 s interval) as sessions open."""
+    calls = 0
+
+    def count() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    def app() -> object:
+        feed = runners.GlobalTaskRunner(key="bench-feed", worker=count, seconds=0.01)
+        return pn.pane.Str(feed.subscribe().param.value)
+
+    rates, opened = [], []
+    with served(app) as url:
+        for wanted in sessions:
+            opened += [pull_session(url=url) for _ in range(wanted - len(opened))]
+            before, start = calls, time.perf_counter()
+            time.sleep(window)  # the measuring window itself
+            rates.append((calls - before) / (time.perf_counter() - start))
+        for session in opened:
+            session.close()
+    runners.GlobalTaskRunner.remove_all()
+    return rates
+
+
+def response_times(runners: object, work: Callable[[object], object], samples: int) -> tuple[float, float]:
+    """Median GET time of the app, idle and while 10 sessions each run one-second tasks."""
+    session_runners: list[object] = []
+
+    def app() -> object:
+        runner = runners.SessionTaskRunner(worker=work)
+        session_runners.append(runner)
+        return runner
+
+    def median_get(url: str) -> float:
+        times = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=60) as response:
+                response.read()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    with served(app) as url:
+        idle = median_get(url)
+        sessions = [pull_session(url=url) for _ in range(10)]
+        for runner in session_runners[-10:]:
+            for task in range(30):
+                runner.append(task)
+        wait_for(lambda: all(runner.busy for runner in session_runners[-10:]))
+        busy = median_get(url)
+        for runner in session_runners:
+            runner.clear()
+            runner.cancel()
+        for session in sessions:
+            session.close()
+        # Closed sessions stop their runners after the running task.
+        wait_for(lambda: not any(runner.thread.is_alive() for runner in session_runners), timeout=30)
+    return idle, busy
+
+
+def sleep_one_second(task: object) -> None:
+    time.sleep(1.0)
+
+
+def compute_one_second(task: object) -> None:
+    deadline = time.perf_counter() + 1.0
+    while time.perf_counter() < deadline:
+        sum(range(1000))
+
+
+def main() -> None:
+    logging.getLogger("bokeh").setLevel(logging.ERROR)  # closed sessions' "Failed sending" warnings
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20_000, help="trivial tasks for the throughput rows")
+    parser.add_argument("--quick", action="store_true", help="short windows and few samples: a smoke test")
+    args = parser.parse_args()
+    window, samples = (0.5, 3) if args.quick else (2.0, 10)
+
+    with tempfile.TemporaryDirectory() as workdir:
+        project = render_variants(Path(workdir))
+        sys.path.insert(0, str(project))
+        runners = importlib.import_module("panel_threading_app.runners")
+
+        bare = bare_queue_throughput(args.tasks)
+        ours = runner_throughput(runners, args.tasks)
+        row(f"Trivial tasks, bare queue.Queue + thread ({args.tasks} tasks)", f"{bare:,.0f} tasks/s")
+        row(
+            f"Trivial tasks, SessionTaskRunner ({args.tasks} tasks)",
+            f"{ours:,.0f} tasks/s ({ours / bare:.1%} of the bare loop)",
+        )
+
+        for seconds in (1, 5, 30):
+            row(
+                f"GlobalTaskRunner.remove(), seconds={seconds}",
+                f"{remove_latency(runners, seconds) * 1000:.1f} ms",
+            )
+
+        one, thirty = calls_per_second(runners, (1, 30), window=window)
+        row("Global worker calls/s, interval 0.01 s, 1 session", f"{one:.0f}")
+        row("Global worker calls/s, interval 0.01 s, 30 sessions", f"{thirty:.0f}")
+
+        idle, sleeping = response_times(runners, sleep_one_second, samples=samples)
+        _, computing = response_times(runners, compute_one_second, samples=samples)
+        row(f"GET /app, idle server (median of {samples})", f"{idle * 1000:.0f} ms")
+        row("GET /app, 10 sessions in 1 s sleeping tasks", f"{sleeping * 1000:.0f} ms")
+        row("GET /app, 10 sessions in 1 s CPU-bound tasks", f"{computing * 1000:.0f} ms")
+
+    machine = f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"Machine: {machine}, Panel {pn.__version__}\n")  # noqa: T201
+    print("| Measure | Result |\n| --- | --- |")  # noqa: T201
+    for measure, result in ROWS:
+        print(f"| {measure} | {result} |")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
