@@ -133,6 +133,25 @@ def run_generated_tests(project: Path) -> str:
     return result.stdout
 
 
+def unexpected_tracebacks(output: str, project: Path) -> list[str]:
+    """The tracebacks in a server's output, but for Ctrl+C landing in Panel's own code.
+
+    SIGINT raises KeyboardInterrupt wherever the event loop happens to be; when that
+    is inside Panel's handling of a widget event, Panel logs it (seen with Panel
+    1.10). Such a traceback, through no code of the project, is not the app's fault.
+    """
+    package = next(path.parent.name for path in project.glob("*/runners.py"))
+    found = []
+    for chunk in output.split("Traceback (most recent call last):")[1:]:
+        lines = chunk.splitlines()
+        end = next((n for n, line in enumerate(lines[1:], 1) if line[:2] == "20"), len(lines))
+        traceback = "\n".join(lines[:end])
+        interrupted = traceback.rstrip().endswith("KeyboardInterrupt")
+        if not interrupted or f"/{package}/" in traceback:
+            found.append(traceback)
+    return found
+
+
 def threading_of(project: Path) -> str:
     """The project's answer to the threading question."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]

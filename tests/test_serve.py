@@ -8,7 +8,7 @@ import panel.models  # noqa: F401  (a client must know Panel's models to read th
 import pytest
 from bokeh.client import pull_session
 
-from support import panel_serve, poll, threading_of
+from support import panel_serve, poll, threading_of, unexpected_tracebacks
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +35,6 @@ def test_page_loads_runners_follow_sessions_and_ctrl_c_stops(project, tmp_path):
 
         code, _ = server.interrupt()
         assert code == 0
-        assert "Traceback" not in server.output()
+        assert unexpected_tracebacks(server.output(), project) == []
         if threading in ("global", "both"):
             assert "GlobalTaskRunner[prices] stopped" in server.output()
