@@ -18,11 +18,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_template(tmp_path_factory.mktemp("template"))
 
 
-@pytest.fixture(scope="session", params=VARIANTS)
+@pytest.fixture(scope="session", params=VARIANTS, ids="-".join)
 def project(request: pytest.FixtureRequest, template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project rendered for each threading variant, once per test session."""
-    threading = request.param
-    return render(template, tmp_path_factory.mktemp(f"project-{threading}"), threading=threading)
+    """A project rendered for each variant (threading and executor), once per test session."""
+    threading, executor = request.param
+    destination = tmp_path_factory.mktemp(f"project-{threading}-{executor}")
+    return render(template, destination, threading=threading, executor=executor)
 
 
 #: Debian's Chromium; Playwright's own browser download is not used.

@@ -19,7 +19,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("session", "global", "both")
+THREADINGS = ("session", "global", "both")
+EXECUTORS = ("thread", "dask")
+#: Every combination of answers that changes the files: (threading, executor).
+VARIANTS = tuple((threading, executor) for executor in EXECUTORS for threading in THREADINGS)
 #: What a copy of the template needs: copier reads the rest from these.
 TEMPLATE_PARTS = ("copier.yml", "includes", "template", "hooks")
 #: The interpreter that runs generated projects (another Python line, say); this one by default.
@@ -155,3 +158,8 @@ def unexpected_tracebacks(output: str, project: Path) -> list[str]:
 def threading_of(project: Path) -> str:
     """The project's answer to the threading question."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]
+
+
+def executor_of(project: Path) -> str:
+    """The project's answer to the executor question."""
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())["executor"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import run_generated_tests, threading_of
+from support import executor_of, run_generated_tests, threading_of
 
 PACKAGE = "panel_threading_app"  # the default package_name
 COMMON_FILES = {
@@ -22,6 +22,7 @@ COMMON_FILES = {
     f"{PACKAGE}/__init__.py",
     f"{PACKAGE}/_sessions.py",
     f"{PACKAGE}/app.py",
+    f"{PACKAGE}/executors.py",
     f"{PACKAGE}/runners.py",
     f"{PACKAGE}/workers.py",
     "tests/conftest.py",
@@ -31,15 +32,20 @@ COMMON_FILES = {
 VARIANT_FILES = {
     "session": {f"{PACKAGE}/session_runner.py", "tests/test_session_runner.py"},
     "global": {f"{PACKAGE}/global_runner.py", "tests/test_global_runner.py"},
+    "dask": {f"{PACKAGE}/dask_executor.py", "tests/test_dask_executor.py"},
 }
 VARIANT_NAMES = {
-    "session": ("SessionTaskRunner", "TaskControl", "QueueFull", "simulate_experiment", "session_runner"),
+    "session": ("SessionTaskRunner", "QueueFull", "simulate_experiment", "session_runner"),
     "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
+    "dask": ("DaskExecutor", "dask_executor", "distributed", "DASK_SCHEDULER_ADDRESS"),
 }
 
 
-def chosen(threading: str) -> set[str]:
-    return {"session", "global"} if threading == "both" else {threading}
+def chosen(project: Path) -> set[str]:
+    """The optional parts the project's answers chose."""
+    threading = threading_of(project)
+    parts = {"session", "global"} if threading == "both" else {threading}
+    return parts | ({"dask"} if executor_of(project) == "dask" else set())
 
 
 #: A Jinja tag's end; a percent format in an f-string ({share:.0%}) is not one.
@@ -59,20 +65,18 @@ def project_files(project: Path) -> dict[str, str]:
 
 
 def test_the_variant_has_its_files_and_no_others(project):
-    threading = threading_of(project)
     expected = set(COMMON_FILES)
-    for variant in chosen(threading):
-        expected |= VARIANT_FILES[variant]
+    for part in chosen(project):
+        expected |= VARIANT_FILES[part]
     assert set(project_files(project)) == expected
 
 
 def test_no_code_of_the_unchosen_variant(project):
-    threading = threading_of(project)
     files = project_files(project)
-    for variant in {"session", "global"} - chosen(threading):
+    for part in set(VARIANT_NAMES) - chosen(project):
         for path, text in files.items():
-            for name in VARIANT_NAMES[variant]:
-                assert name not in text, f"{path} mentions {name} in the {threading} variant"
+            for name in VARIANT_NAMES[part]:
+                assert name not in text, f"{path} mentions {name}, but the project did not choose {part}"
 
 
 def test_no_jinja_residue(project):

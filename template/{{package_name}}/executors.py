@@ -1,0 +1,128 @@
+"""Where a runner's worker runs, and the ``TaskControl`` a worker gets.
+
+Template-owned: ``copier update`` brings fixes to this file.
+
+A runner hands each worker call to an executor and waits for the result in its
+own thread. The default, ``InThread``, calls the worker right there, in the
+runner's thread. An executor that sends the call elsewhere (another process,
+another machine) only has to provide ``call()`` and ``interrupts``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class TaskCancelled(Exception):
+    """Raised in a worker by ``TaskControl.raise_if_cancelled()``: the task ends as cancelled."""
+
+
+class TaskControl:
+    """Progress reports and cancellation, for a worker that takes a ``control`` argument.
+
+    The runner passes one to ``worker(task, control=...)`` for each task when the
+    worker has a parameter named ``control``; other workers are called with the
+    task alone. A worker reports how far it is and checks, between steps, whether
+    the user asked it to stop::
+
+        def fit(task, control: TaskControl) -> Model:
+            for step in range(10):
+                control.raise_if_cancelled()
+                ...
+                control.report(step + 1, 10, "fitting")
+    """
+
+    def __init__(self, on_report: Callable[[], object] | None = None) -> None:
+        self._cancel_requested = threading.Event()
+        self._on_report = on_report
+        self._on_cancel: list[Callable[[], object]] = []
+        self._lock = threading.Lock()
+        self.fraction: float | None = None
+        self.message = ""
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the user asked the task to stop."""
+        return self._cancel_requested.is_set()
+
+    def cancel(self) -> None:
+        """Ask the task to stop; the worker notices when it next checks."""
+        with self._lock:
+            if self._cancel_requested.is_set():
+                return
+            self._cancel_requested.set()
+            callbacks, self._on_cancel = self._on_cancel, []
+        for callback in callbacks:
+            callback()
+
+    def add_cancel_callback(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` when the task is cancelled, or now if it is already.
+
+        Executors use it to abandon a call that runs elsewhere.
+        """
+        with self._lock:
+            if not self._cancel_requested.is_set():
+                self._on_cancel.append(callback)
+                return
+        callback()
+
+    def report(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Report progress: ``report(0.4)``, ``report(4, 10)`` or ``report(4, 10, "reading files")``."""
+        self.fraction, self.message = progress_fraction(done, total), message
+        if self._on_report is not None:
+            self._on_report()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``TaskCancelled`` if the user asked the task to stop."""
+        if self.cancelled:
+            raise TaskCancelled
+
+
+class Executor(Protocol):
+    """What a runner needs of an executor."""
+
+    #: True if cancelling abandons a running call even when the worker does not check
+    #: its ``TaskControl``; the runner then moves on without waiting for the worker.
+    interrupts: bool
+
+    def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
+        """Call ``function(*args)``, with ``control=`` a control if ``pass_control``; return its result.
+
+        Raises what the function raised, or ``TaskCancelled`` if the call was
+        abandoned because ``control`` was cancelled.
+        """
+        ...
+
+
+class InThread:
+    """The default executor: call the worker in the runner's own thread."""
+
+    interrupts = False
+
+    def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
+        """Call ``function(*args)`` here and now; ``control`` goes along if ``pass_control``."""
+        if pass_control:
+            return function(*args, control=control)
+        return function(*args)
+
+
+def progress_fraction(done: float, total: float | None = None) -> float:
+    """Turn ``done`` (a fraction) or ``done`` of ``total`` into a fraction; refuse nonsense."""
+    if total is not None:
+        if total <= 0:
+            raise ValueError(f"total must be more than 0, not {total}")
+        done = done / total
+    if not 0 <= done <= 1:
+        raise ValueError(f"progress must be between 0 and 1 (or done <= total), not {done}")
+    return done
+
+
+def takes_control(function: Callable[..., Any]) -> bool:
+    """True if ``function`` has a parameter named ``control``."""
+    try:
+        return "control" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
