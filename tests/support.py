@@ -95,9 +95,12 @@ class Server:
         raise KeyError(field)
 
     def interrupt(self, timeout: float = 10.0) -> tuple[int, float]:
-        """Send SIGINT (Ctrl+C); return the exit code and the seconds it took to exit."""
+        """Press Ctrl+C: SIGINT to the server's process group, as a terminal sends it.
+
+        Return the exit code and the seconds it took to exit.
+        """
         start = time.monotonic()
-        self.process.send_signal(signal.SIGINT)
+        os.killpg(self.process.pid, signal.SIGINT)
         code = self.process.wait(timeout=timeout)
         return code, time.monotonic() - start
 
@@ -112,15 +115,46 @@ def panel_serve(project: Path, log: Path, *options: str) -> Iterator[Server]:
         "--check-unused-sessions", "100", "--unused-session-lifetime", "100", *options,
     ]  # fmt: skip
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=project, stdout=out, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(  # a process group of its own, as in a terminal
+            command, cwd=project, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
     server = Server(process, port, log)
     try:
         poll(lambda: listens(port), timeout=60, message=f"the server listens; log:\n{log.read_text()}")
         yield server
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # Ctrl+C first, so that the app closes what it started
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
         process.wait(timeout=10)
+
+
+def descendants(pid: int) -> set[int]:
+    """The process ids of a process's children, their children, and so on."""
+    parents: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:  # the process ended while we looked
+            continue
+        parents[int(status.parent.name)] = int(fields["PPid"])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 def run_generated_tests(project: Path) -> str:
