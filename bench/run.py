@@ -7,6 +7,8 @@ runners and measures, in one run:
 - GlobalTaskRunner.remove() latency for several intervals;
 - global worker calls per second with 1 and with 30 open sessions;
 - HTTP response time of a served app, idle and while 10 sessions run one-second tasks;
+- CPU-bound task throughput, and the response time while they run, with the workers in the
+  runners' threads and on Dask (executor=dask: a local cluster of worker processes);
 - render time of each variant.
 """
 
@@ -36,6 +38,10 @@ from bokeh.client import pull_session
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str]] = []
+#: The package of the executor=dask rendering (the other one is the default, panel_threading_app).
+DASK_PACKAGE = "panel_threading_app_on_dask"
+#: Pure-Python arithmetic per CPU-bound task: about 0.2 s on one core of the reference machine.
+CPU_WORK = 3_000_000
 
 
 def row(measure: str, result: str) -> None:
@@ -60,6 +66,12 @@ def render_variants(workdir: Path) -> Path:
             defaults=True, quiet=True, skip_tasks=True, vcs_ref="HEAD",
         )  # fmt: skip
         row(f"Render the `{threading_}` variant (copier copy)", f"{time.perf_counter() - start:.2f} s")
+    start = time.perf_counter()
+    copier.run_copy(
+        str(ROOT), str(workdir / "dask"), defaults=True, quiet=True, skip_tasks=True, vcs_ref="HEAD",
+        data={"threading": "both", "executor": "dask", "package_name": DASK_PACKAGE},
+    )  # fmt: skip
+    row("Render the `both` variant, executor=dask (copier copy)", f"{time.perf_counter() - start:.2f} s")
     return workdir / "both"
 
 
@@ -161,12 +173,14 @@ def calls_per_second(runners: object, sessions: tuple[int, ...], window: float) 
     return rates
 
 
-def response_times(runners: object, work: Callable[[object], object], samples: int) -> tuple[float, float]:
+def response_times(
+    runners: object, work: Callable[[object], object], samples: int, executor: object = None
+) -> tuple[float, float]:
     """Median GET time of the app, idle and while 10 sessions each run one-second tasks."""
     session_runners: list[object] = []
 
     def app() -> object:
-        runner = runners.SessionTaskRunner(worker=work)
+        runner = runners.SessionTaskRunner(worker=work, executor=executor)
         session_runners.append(runner)
         return runner
 
@@ -207,6 +221,29 @@ def compute_one_second(task: object) -> None:
         sum(range(1000))
 
 
+def cpu_work(task: object) -> int:
+    """A fixed amount of pure-Python arithmetic: it holds the GIL throughout."""
+    return sum(number * number for number in range(CPU_WORK))
+
+
+def cpu_throughput(runners: object, executor: object, sessions: int, tasks_each: int) -> float:
+    """Tasks per second of ``cpu_work``, ``tasks_each`` queued in each of ``sessions`` runners."""
+    session_runners = [
+        runners.SessionTaskRunner(worker=cpu_work, executor=executor, max_tasks=tasks_each)
+        for _ in range(sessions)
+    ]
+    start = time.perf_counter()
+    for runner in session_runners:
+        for task in range(tasks_each):
+            runner.append(task)
+    wait_for(lambda: all(runner.completed == tasks_each for runner in session_runners), timeout=600)
+    elapsed = time.perf_counter() - start
+    for runner in session_runners:
+        runner.stop()
+        runner.join(5)
+    return sessions * tasks_each / elapsed
+
+
 def main() -> None:
     logging.getLogger("bokeh").setLevel(logging.ERROR)  # closed sessions' "Failed sending" warnings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -243,6 +280,28 @@ def main() -> None:
         row(f"GET /app, idle server (median of {samples})", f"{idle * 1000:.0f} ms")
         row("GET /app, 10 sessions in 1 s sleeping tasks", f"{sleeping * 1000:.0f} ms")
         row("GET /app, 10 sessions in 1 s CPU-bound tasks", f"{computing * 1000:.0f} ms")
+
+        sys.path.insert(0, str(Path(workdir) / "dask"))
+        on_dask = importlib.import_module(f"{DASK_PACKAGE}.runners")
+        dask_executor = importlib.import_module(f"{DASK_PACKAGE}.dask_executor")
+        client = dask_executor.shared_client()  # the local cluster the app would start
+        workers = len(client.scheduler_info()["workers"])
+        client.gather(client.map(cpu_work, range(workers), pure=False))  # warm the workers up
+        start = time.perf_counter()
+        cpu_work(None)
+        one_task = time.perf_counter() - start
+        sessions, tasks_each = (4, 2) if args.quick else (4, 10)
+        threads = cpu_throughput(runners, None, sessions, tasks_each)
+        dask = cpu_throughput(on_dask, on_dask.DaskExecutor(), sessions, tasks_each)
+        what = f"{sessions * tasks_each} CPU-bound tasks of {one_task:.2f} s, {sessions} sessions"
+        row(f"{what}, in the runners' threads", f"{threads:.1f} tasks/s")
+        row(
+            f"{what}, on Dask ({workers} local worker processes)",
+            f"{dask:.1f} tasks/s ({dask / threads:.1f}x the threads)",
+        )
+        _, computing_on_dask = response_times(on_dask, compute_one_second, samples, on_dask.DaskExecutor())
+        row("GET /app, 10 sessions in 1 s CPU-bound tasks on Dask", f"{computing_on_dask * 1000:.0f} ms")
+        dask_executor.close_shared_client()
 
     machine = f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"Machine: {machine}, Panel {pn.__version__}\n")  # noqa: T201

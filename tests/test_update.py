@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import copier
 import pytest
 import yaml
 
-from support import copy_template, run_generated_tests
+from support import ROOT, TEMPLATE_PARTS, copy_template, run_generated_tests
 
 PACKAGE = "panel_threading_app"
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
@@ -140,6 +141,78 @@ def test_switching_threading_swaps_the_runner_code(template_repo, tmp_path, befo
     assert_clean_merge(project)
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["threading"] == after
+    run_generated_tests(project)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("before", "after"), [("thread", "dask"), ("dask", "thread")])
+def test_switching_the_executor_adds_or_removes_the_dask_code(template_repo, tmp_path, before, after):
+    project = copy(template_repo, tmp_path / "app", threading="both", executor=before)
+    entry = project / "app.py"
+    entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
+    commit_all(project, "Stretch the page")
+
+    update(project, executor=after)
+
+    on_dask = after == "dask"
+    assert (project / PACKAGE / "dask_executor.py").exists() == on_dask
+    assert (project / "tests" / "test_dask_executor.py").exists() == on_dask
+    assert ("executor=EXECUTOR" in (project / PACKAGE / "app.py").read_text()) == on_dask
+    assert ("dask[distributed]" in (project / "pyproject.toml").read_text()) == on_dask
+    assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
+    assert_clean_merge(project)
+    run_generated_tests(project)
+
+
+#: The template as it landed before the executor question (issue 6) was asked.
+BEFORE_EXECUTOR = "c907779"
+
+
+def template_at(commit: str, repo: Path) -> None:
+    """Write the template as it was at ``commit`` into ``repo``, in place of what is there."""
+    for part in TEMPLATE_PARTS:
+        if (repo / part).is_dir():
+            shutil.rmtree(repo / part)
+    archive = subprocess.run(
+        ["git", "archive", commit, *TEMPLATE_PARTS], cwd=ROOT, capture_output=True, check=True, timeout=60
+    )
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True, timeout=60)
+
+
+@pytest.mark.slow
+def test_a_project_made_before_the_executor_question_updates_cleanly(template_repo, tmp_path):
+    known = subprocess.run(["git", "cat-file", "-e", f"{BEFORE_EXECUTOR}^{{commit}}"], cwd=ROOT, check=False)
+    if known.returncode:
+        pytest.skip(f"commit {BEFORE_EXECUTOR} is not in this clone's history")
+    old = tmp_path / "old-template"
+    old.mkdir()
+    template_at(BEFORE_EXECUTOR, old)
+    git(old, "init", "--quiet")
+    commit_all(old, "v1")
+    git(old, "tag", "v1")
+    project = copy(old, tmp_path / "app", threading="both")
+    assert "executor" not in yaml.safe_load((project / ".copier-answers.yml").read_text())
+    entry = project / "app.py"
+    entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
+    commit_all(project, "Stretch the page")
+    # v2 is the working tree's template, as in template_repo.
+    for part in TEMPLATE_PARTS:
+        if (old / part).is_dir():
+            shutil.rmtree(old / part)
+        if (template_repo / part).is_dir():
+            shutil.copytree(template_repo / part, old / part)
+        elif (template_repo / part).exists():
+            shutil.copy2(template_repo / part, old / part)
+    commit_all(old, "v2")
+    git(old, "tag", "v2")
+
+    update(project)
+
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["executor"] == "thread"
+    assert (project / PACKAGE / "executors.py").exists()
+    assert not (project / PACKAGE / "dask_executor.py").exists()
+    assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
+    assert_clean_merge(project)
     run_generated_tests(project)
 
 

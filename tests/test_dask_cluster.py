@@ -1,0 +1,209 @@
+"""executor=dask against a real cluster: `dask scheduler` and `dask worker` processes on loopback.
+
+The runner runs in this process, as it would in the Panel server; the calls run
+in the worker processes, which import the rendered project from PYTHONPATH, as
+the generated README tells users to arrange.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from support import free_port, listens, poll, render
+
+pytestmark = pytest.mark.slow
+
+distributed = pytest.importorskip("distributed")
+
+PACKAGE = "cluster_app"
+#: `dask` of this interpreter's environment: the scheduler and workers run the same Python.
+DASK = str(Path(sys.executable).parent / "dask")
+
+#: Functions the workers import from the project: where they ran, and how to end a worker.
+PROBE = '''
+"""Worker functions for the cluster test."""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def pid(task: object) -> int:
+    """Return the process id of the worker that runs the call."""
+    return os.getpid()
+
+
+def pid_when_released(folder: str) -> int:
+    """Say which process started, wait for the test's go, return the process id."""
+    Path(folder, f"started-{os.getpid()}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(folder, "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.getpid()
+
+
+def die(task: object) -> None:
+    """End the worker process that runs the call, as a crash or the OOM killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+@pytest.fixture(scope="module")
+def project(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    destination = tmp_path_factory.mktemp("cluster")
+    project = render(template, destination, threading="session", executor="dask", package_name=PACKAGE)
+    (project / "probe.py").write_text(textwrap.dedent(PROBE).lstrip())
+    return project
+
+
+@pytest.fixture
+def modules(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ModuleType, ModuleType]]:
+    """The rendered project's runners and the probe, imported in this process."""
+    monkeypatch.syspath_prepend(str(project))
+    yield importlib.import_module(f"{PACKAGE}.runners"), importlib.import_module("probe")
+    for name in [name for name in sys.modules if name == "probe" or name.split(".")[0] == PACKAGE]:
+        del sys.modules[name]
+
+
+class Cluster:
+    """A scheduler and its workers, each a process of its own, stopped at the end."""
+
+    def __init__(self, project: Path, logs: Path, stack: ExitStack, **scheduler_config: str) -> None:
+        self.project, self.logs, self._stack = project, logs, stack
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        # Dask reads its configuration from DASK_* variables: DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0
+        config = {f"DASK_DISTRIBUTED__SCHEDULER__{key.upper()}": val for key, val in scheduler_config.items()}
+        self._start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(self.port)], config)
+        poll(lambda: listens(self.port), timeout=60,
+             message=f"the scheduler listens; log:\n{self.log('scheduler')}")  # fmt: skip
+
+    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a worker without a nanny, so that its process runs the calls."""
+        command = ["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name]
+        self.workers[name] = self._start(name, command, {})
+        return self.workers[name]
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()
+
+    def _start(self, name: str, arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        environment = {**os.environ, "PYTHONPATH": str(self.project), **env}
+        with (self.logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [DASK, *arguments], cwd=self.project, env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
+        self._stack.callback(_stop, process)
+        return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def start_cluster(project: Path, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    with ExitStack() as stack:
+        yield lambda **config: Cluster(project, tmp_path, stack, **config)
+
+
+@pytest.fixture
+def connect(modules) -> Iterator[Callable[[Cluster, int], object]]:
+    """Connect a client to a cluster once it has this many workers; closed after the test."""
+    clients = []
+
+    def connect_to(cluster: Cluster, workers: int) -> object:
+        client = distributed.Client(cluster.address, set_as_default=False, timeout=30)
+        clients.append(client)
+        client.wait_for_workers(workers, timeout=60)
+        return client
+
+    yield connect_to
+    for client in clients:
+        client.close()
+
+
+def make_runner(modules, client, worker_name: str):
+    """A session runner whose worker is one of the probe's functions, on the cluster."""
+    runners, probe = modules
+    executor = runners.DaskExecutor(client)
+    return runners.SessionTaskRunner(worker=getattr(probe, worker_name), executor=executor)
+
+
+def test_calls_run_in_the_worker_process_not_in_the_server(modules, start_cluster, connect):
+    cluster = start_cluster()
+    worker = cluster.add_worker("only")
+    client = connect(cluster, 1)
+    runner = make_runner(modules, client, "pid")
+    try:
+        runner.append(1)
+        poll(lambda: runner.completed == 1, timeout=30, message="the call returned")
+        assert runner.outcome == "done"
+        assert runner.value == worker.pid
+        assert runner.value != os.getpid()
+    finally:
+        runner.stop()
+        assert runner.join(timeout=10)
+
+
+def test_a_call_on_a_killed_worker_runs_again_on_another(modules, start_cluster, connect, tmp_path, report):
+    cluster = start_cluster()
+    workers = [cluster.add_worker("first"), cluster.add_worker("second")]
+    client = connect(cluster, 2)
+    runner = make_runner(modules, client, "pid_when_released")
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    try:
+        runner.append(str(flags))
+        poll(lambda: any(flags.glob("started-*")), timeout=30, message="the call started on a worker")
+        (first_started,) = flags.glob("started-*")
+        victim = next(worker for worker in workers if f"started-{worker.pid}" == first_started.name)
+        survivor = next(worker for worker in workers if worker is not victim)
+        victim.kill()
+        poll(lambda: (flags / f"started-{survivor.pid}").exists(), timeout=60,
+             message="the scheduler ran the call again on the other worker")  # fmt: skip
+        (flags / "go").touch()
+        poll(lambda: runner.completed == 1, timeout=30, message="the call returned")
+        assert runner.outcome == "done"
+        assert runner.value == survivor.pid
+        report(f"Dask: a call whose worker was killed ran again on the other worker (pid {survivor.pid})")
+    finally:
+        runner.stop()
+        assert runner.join(timeout=10)
+
+
+def test_a_call_that_keeps_killing_workers_is_reported_as_failed(modules, start_cluster, connect):
+    cluster = start_cluster(allowed_failures="0")  # the first death fails the task
+    cluster.add_worker("first")
+    cluster.add_worker("second")
+    client = connect(cluster, 2)
+    runner = make_runner(modules, client, "die")
+    try:
+        runner.append("boom")
+        poll(lambda: runner.completed == 1, timeout=60, message="the call was given up, not left hanging")
+        assert runner.outcome == "failed"
+        assert type(runner.exception).__name__ == "KilledWorker"
+        assert runner.thread.is_alive()
+        poll(lambda: runner.status == "Idle", timeout=10, message="the runner waits for the next task")
+    finally:
+        runner.stop()
+        assert runner.join(timeout=10)
