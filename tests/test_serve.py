@@ -8,7 +8,7 @@ import panel.models  # noqa: F401  (a client must know Panel's models to read th
 import pytest
 from bokeh.client import pull_session
 
-from support import panel_serve, poll, threading_of, unexpected_tracebacks
+from support import executor_of, panel_serve, poll, threading_of, unexpected_tracebacks
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +32,10 @@ def test_page_loads_runners_follow_sessions_and_ctrl_c_stops(project, tmp_path):
             poll(lambda: "GlobalTaskRunner[prices] started" in server.output(), timeout=30,
                  message=f"the global runner started; log:\n{server.output()}")  # fmt: skip
             assert server.output().count("GlobalTaskRunner[prices] started") == 1
+            if executor_of(project) == "dask":
+                # Ctrl+C reaches the worker processes too: they ignore it once they have started.
+                poll(lambda: "Dask: started a local cluster" in server.output(), timeout=30,
+                     message=f"the local cluster started; log:\n{server.output()}")  # fmt: skip
 
         code, _ = server.interrupt()
         assert code == 0
