@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str]] = []
 #: The package of the executor=dask rendering (the other one is the default, panel_threading_app).
 DASK_PACKAGE = "panel_threading_app_on_dask"
-#: Pure-Python arithmetic per CPU-bound task: about 0.2 s on one core of the reference machine.
+#: Pure-Python arithmetic per CPU-bound task: about 0.1 s on one core of the reference machine.
 CPU_WORK = 3_000_000
 
 
