@@ -109,6 +109,18 @@ class InThread:
         return function(*args)
 
 
+def executor_or_default(executor: Executor | None) -> Executor:
+    """Return ``executor``, or ``InThread()`` for None; refuse what cannot be one."""
+    if executor is None:
+        return InThread()
+    if not callable(getattr(executor, "call", None)) or not hasattr(executor, "interrupts"):
+        raise TypeError(
+            f"{executor!r} is not an executor: it needs a call() method and an interrupts attribute "
+            "(see executors.py); leave executor out to run the worker in the runner's thread"
+        )
+    return executor
+
+
 def progress_fraction(done: float, total: float | None = None) -> float:
     """Turn ``done`` (a fraction) or ``done`` of ``total`` into a fraction; refuse nonsense."""
     if total is not None:
