@@ -56,6 +56,9 @@ def check_session_queue(page: Page) -> None:
     expect(page.get_by_text("Slider at 51")).to_be_visible()
     assert len(results(page)) < 4, "the slider answered only after the tasks"
 
+    # Typed values and clicks that reach a busy server together may be applied out of order
+    # (seen on Panel 1.10 while the Dask cluster started): type the next ones once it is idle.
+    expect(page.get_by_role("listitem")).to_have_count(4)
     for samples in (200, 300):
         add_task(page, samples)
     expect(page.get_by_role("listitem")).to_have_count(6)
