@@ -166,7 +166,8 @@ def run_generated_tests(project: Path) -> str:
         text=True,
         timeout=300,
     )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    failed = [line[:300] for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    assert result.returncode == 0, "\n".join(failed) + "\n" + result.stdout[-5000:] + result.stderr[-5000:]
     return result.stdout
 
 
