@@ -11,8 +11,9 @@ from support import render
 pytestmark = pytest.mark.slow
 
 
-def test_install_and_test_commands_work_as_written(template, tmp_path):
-    project = render(template, tmp_path / "app", threading="both")
+@pytest.mark.parametrize("executor", ["thread", "dask"])
+def test_install_and_test_commands_work_as_written(template, tmp_path, executor):
+    project = render(template, tmp_path / "app", threading="both", executor=executor)
     readme = (project / "README.md").read_text()
     block = readme.split("## Install, serve, test", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line.split("  #")[0].strip() for line in block.splitlines()]
