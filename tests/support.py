@@ -123,13 +123,18 @@ def panel_serve(project: Path, log: Path, *options: str) -> Iterator[Server]:
         poll(lambda: listens(port), timeout=60, message=f"the server listens; log:\n{log.read_text()}")
         yield server
     finally:
-        if process.poll() is None:  # Ctrl+C first, so that the app closes what it started
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        process.wait(timeout=10)
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """End a process that may still run: Ctrl+C first, so that it closes what it started, then kill."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait(timeout=10)
 
 
 def descendants(pid: int) -> set[int]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ from types import ModuleType
 
 import pytest
 
-from support import free_port, listens, poll, render
+from support import free_port, listens, poll, render, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -106,18 +105,8 @@ class Cluster:
             process = subprocess.Popen(
                 [DASK, *arguments], cwd=self.project, env=environment, stdout=log, stderr=subprocess.STDOUT
             )
-        self._stack.callback(_stop, process)
+        self._stack.callback(stop_process, process)
         return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    process.wait(timeout=10)
 
 
 @pytest.fixture

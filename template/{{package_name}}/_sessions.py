@@ -5,16 +5,18 @@ Template-owned: ``copier update`` brings fixes to this file.
 A runner is built while Panel renders a session, on the server's event loop, but
 it changes its parameters from a thread of its own, where ``pn.state.curdoc`` is
 None. The helpers below capture the session's document while it is known, use it
-later to run code back on the session's event loop, and set constant parameters
-safely from any thread.
+later to run code back on the session's event loop, set constant parameters
+safely from any thread, and keep the process's runner state across ``--dev``
+reloads.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import panel as pn
 import param
@@ -24,9 +26,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_State = TypeVar("_State")
+
+_process_state_creation = threading.Lock()
+
 # param.edit_constant makes the parameters of the object's whole class editable,
 # then constant again on exit: two threads doing it at once undo each other.
 _constant_edits = threading.RLock()
+
+
+def process_state(key: str, make: Callable[[], _State], at_exit: Callable[[_State], object]) -> _State:
+    """Return the process's object under ``key`` in ``pn.state.cache``, made on first use.
+
+    ``pn.state.cache`` outlives the re-import of the package under ``panel serve
+    --dev``, so a reloaded module finds the threads its previous version started.
+    When the object is made, ``at_exit(state)`` is registered to run as the
+    process exits (atexit runs the last registered first).
+    """
+    with _process_state_creation:
+        state = pn.state.cache.get(key)
+        if state is None:
+            state = pn.state.cache[key] = make()
+            atexit.register(at_exit, state)
+    return state
 
 
 def current_session_document() -> Document | None:
