@@ -176,23 +176,19 @@ def run_generated_tests(project: Path) -> str:
     return result.stdout
 
 
-def unexpected_tracebacks(output: str, project: Path) -> list[str]:
-    """The tracebacks in a server's output, but for Ctrl+C landing in Panel's own code.
-
-    SIGINT raises KeyboardInterrupt wherever the event loop happens to be; when that
-    is inside Panel's handling of a widget event, Panel logs it (seen with Panel
-    1.10). Such a traceback, through no code of the project, is not the app's fault.
-    """
-    package = next(path.parent.name for path in project.glob("*/runners.py"))
+def tracebacks(output: str) -> list[str]:
+    """The tracebacks in a server's output, each up to the next timestamped log line."""
     found = []
     for chunk in output.split("Traceback (most recent call last):")[1:]:
         lines = chunk.splitlines()
         end = next((n for n, line in enumerate(lines[1:], 1) if line[:2] == "20"), len(lines))
-        traceback = "\n".join(lines[:end])
-        interrupted = traceback.rstrip().endswith("KeyboardInterrupt")
-        if not interrupted or f"/{package}/" in traceback:
-            found.append(traceback)
+        found.append("\n".join(lines[:end]))
     return found
+
+
+def stopped_by_ctrl_c(output: str) -> bool:
+    """True when the server logged that Ctrl+C stopped its event loop between two callbacks."""
+    return "Ctrl+C: stopping the server" in output
 
 
 def threading_of(project: Path) -> str:

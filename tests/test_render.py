@@ -27,6 +27,7 @@ COMMON_FILES = {
     f"{PACKAGE}/workers.py",
     "tests/conftest.py",
     "tests/test_browser.py",
+    "tests/test_ctrl_c.py",
     "tests/test_served_app.py",
 }
 VARIANT_FILES = {

@@ -7,13 +7,15 @@ it changes its parameters from a thread of its own, where ``pn.state.curdoc`` is
 None. The helpers below capture the session's document while it is known, use it
 later to run code back on the session's event loop, set constant parameters
 safely from any thread, and keep the process's runner state across ``--dev``
-reloads.
+reloads, and let Ctrl+C stop ``panel serve`` cleanly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,25 +32,68 @@ _State = TypeVar("_State")
 
 _process_state_creation = threading.Lock()
 
+#: Where ``stop_loop_on_ctrl_c`` notes, in ``pn.state.cache``, the loop it stops.
+CTRL_C_KEY = f"{__name__}.ctrl_c"
+
 # param.edit_constant makes the parameters of the object's whole class editable,
 # then constant again on exit: two threads doing it at once undo each other.
 _constant_edits = threading.RLock()
 
 
-def process_state(key: str, make: Callable[[], _State], at_exit: Callable[[_State], object]) -> _State:
+def process_state(
+    key: str, make: Callable[[], _State], at_exit: Callable[[_State], object] | None = None
+) -> _State:
     """Return the process's object under ``key`` in ``pn.state.cache``, made on first use.
 
     ``pn.state.cache`` outlives the re-import of the package under ``panel serve
     --dev``, so a reloaded module finds the threads its previous version started.
-    When the object is made, ``at_exit(state)`` is registered to run as the
-    process exits (atexit runs the last registered first).
+    When the object is made, ``at_exit(state)``, if given, is registered to run as
+    the process exits (atexit runs the last registered first).
     """
     with _process_state_creation:
         state = pn.state.cache.get(key)
         if state is None:
             state = pn.state.cache[key] = make()
-            atexit.register(at_exit, state)
+            if at_exit is not None:
+                atexit.register(at_exit, state)
     return state
+
+
+def stop_loop_on_ctrl_c() -> None:
+    """Make Ctrl+C stop the server's event loop between two of its callbacks.
+
+    Call it while a session renders. By default Ctrl+C raises KeyboardInterrupt
+    wherever the main thread is: inside a request handler, Bokeh's shutdown raises
+    it once more, and ``panel serve`` exits with a traceback and no clean stop.
+    ``pn.serve`` already stops its loop on SIGINT; this does the same for ``panel
+    serve``, once per process. A second Ctrl+C interrupts at once, as usual.
+
+    Nothing is changed unless this runs in the main thread, on a running event
+    loop, with Python's own SIGINT handler in place: a notebook kernel, a server
+    in a thread and ``pn.serve`` keep their handling.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    process_state(CTRL_C_KEY, lambda: _stop_on_sigint(loop))
+
+
+def _stop_on_sigint(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    def stop() -> None:
+        logger.info("Ctrl+C: stopping the server")
+        loop.stop()
+
+    def interrupted(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next Ctrl+C interrupts
+        loop.call_soon_threadsafe(stop)
+
+    signal.signal(signal.SIGINT, interrupted)
+    return loop
 
 
 def current_session_document() -> Document | None:
