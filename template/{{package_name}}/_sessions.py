@@ -7,7 +7,7 @@ it changes its parameters from a thread of its own, where ``pn.state.curdoc`` is
 None. The helpers below capture the session's document while it is known, use it
 later to run code back on the session's event loop, set constant parameters
 safely from any thread, and keep the process's runner state across ``--dev``
-reloads, and let Ctrl+C stop ``panel serve`` cleanly.
+reloads. One more lets Ctrl+C stop ``panel serve`` cleanly.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -69,10 +70,10 @@ def stop_loop_on_ctrl_c() -> None:
     serve``, once per process. A second Ctrl+C interrupts at once, as usual.
 
     Nothing is changed unless this runs in the main thread, on a running event
-    loop, with Python's own SIGINT handler in place: a notebook kernel, a server
-    in a thread and ``pn.serve`` keep their handling.
+    loop, with Python's own SIGINT handler in place, outside a notebook kernel: a
+    kernel, a server in a thread and ``pn.serve`` keep their handling.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or "ipykernel" in sys.modules:
         return
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return
