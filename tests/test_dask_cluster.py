@@ -1,8 +1,9 @@
 """executor=dask against a real cluster: `dask scheduler` and `dask worker` processes on loopback.
 
-The runner runs in this process, as it would in the Panel server; the calls run
-in the worker processes, which import the rendered project from PYTHONPATH, as
-the generated README tells users to arrange.
+The runner runs in this process, as it would in the Panel server, or in a served
+app as the generated README deploys it; the calls run in the worker processes,
+which import the rendered project from PYTHONPATH, as the README tells users to
+arrange.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -19,7 +21,16 @@ from types import ModuleType
 
 import pytest
 
-from support import free_port, listens, poll, render, stop_process
+from support import (
+    descendants,
+    free_port,
+    listens,
+    panel_serve,
+    poll,
+    render,
+    stop_process,
+    tracebacks,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +70,35 @@ def die(task: object) -> None:
 '''
 
 
+#: Appended to the project's workers.py: each call of the shared feed leaves the id of its process.
+FEED_PROBE = """
+
+_fetch_prices = fetch_prices
+
+
+def fetch_prices() -> dict[str, float]:
+    \"\"\"The example feed, leaving a file named after the process that runs the call.\"\"\"
+    import os
+    from pathlib import Path
+
+    Path({folder!r}, f"call-{{os.getpid()}}").touch()
+    return _fetch_prices()
+"""
+
+
 @pytest.fixture(scope="module")
-def project(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def calls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the shared feed's calls leave their process ids."""
+    return tmp_path_factory.mktemp("calls")
+
+
+@pytest.fixture(scope="module")
+def project(template: Path, tmp_path_factory: pytest.TempPathFactory, calls: Path) -> Path:
     destination = tmp_path_factory.mktemp("cluster")
-    project = render(template, destination, threading="session", executor="dask", package_name=PACKAGE)
+    project = render(template, destination, threading="both", executor="dask", package_name=PACKAGE)
     (project / "probe.py").write_text(textwrap.dedent(PROBE).lstrip())
+    workers = project / PACKAGE / "workers.py"
+    workers.write_text(workers.read_text() + FEED_PROBE.format(folder=str(calls)))
     return project
 
 
@@ -196,3 +231,25 @@ def test_a_call_that_keeps_killing_workers_is_reported_as_failed(modules, start_
     finally:
         runner.stop()
         assert runner.join(timeout=10)
+
+
+def test_a_served_app_sends_its_calls_to_the_scheduler_named_in_the_environment(
+    project, calls, start_cluster, tmp_path, monkeypatch
+):
+    cluster = start_cluster()
+    worker = cluster.add_worker("only")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.address)  # as the generated README deploys it
+    with panel_serve(project, tmp_path / "serve.log") as server:
+        with urllib.request.urlopen(server.url, timeout=30) as response:  # a session starts the feed
+            assert response.status == 200
+        poll(lambda: (calls / f"call-{worker.pid}").exists(), timeout=60,
+             message=f"the feed's call ran on the dask worker; log:\n{server.output()}")  # fmt: skip
+        assert f"Dask: connected to the scheduler at {cluster.address}" in server.output()
+        assert "local cluster" not in server.output()
+        assert not (calls / f"call-{server.process.pid}").exists(), "a call ran in the server"
+        assert descendants(server.process.pid) == set(), "the server started processes of its own"
+        code, _ = server.interrupt()
+    assert code == 0
+    assert tracebacks(server.output()) == []
+    assert "GlobalTaskRunner[prices] stopped" in server.output()
+    assert worker.poll() is None, "the server's exit took down a cluster it does not own"
