@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import panel as pn
@@ -36,6 +37,9 @@ _process_state_creation = threading.Lock()
 #: Where ``stop_loop_on_ctrl_c`` notes, in ``pn.state.cache``, the loop it stops.
 CTRL_C_KEY = f"{__name__}.ctrl_c"
 
+#: Where ``process_state`` keeps, in ``pn.state.cache``, the hooks to run as the process exits.
+EXIT_HOOKS_KEY = f"{__name__}.exit_hooks"
+
 # param.edit_constant makes the parameters of the object's whole class editable,
 # then constant again on exit: two threads doing it at once undo each other.
 _constant_edits = threading.RLock()
@@ -48,16 +52,44 @@ def process_state(
 
     ``pn.state.cache`` outlives the re-import of the package under ``panel serve
     --dev``, so a reloaded module finds the threads its previous version started.
-    When the object is made, ``at_exit(state)``, if given, is registered to run as
-    the process exits (atexit runs the last registered first).
+    When the object is made, ``at_exit(state)``, if given, is registered to run
+    once as the process exits, by ``run_exit_hooks()``: the last registered first.
     """
     with _process_state_creation:
         state = pn.state.cache.get(key)
         if state is None:
             state = pn.state.cache[key] = make()
             if at_exit is not None:
-                atexit.register(at_exit, state)
+                _exit_hooks().append(partial(at_exit, state))
     return state
+
+
+def _exit_hooks() -> list[Callable[[], object]]:
+    """The process's exit hooks; the first call registers ``run_exit_hooks`` with atexit."""
+    hooks = pn.state.cache.get(EXIT_HOOKS_KEY)
+    if hooks is None:
+        hooks = pn.state.cache[EXIT_HOOKS_KEY] = []
+        atexit.register(run_exit_hooks)
+    return hooks
+
+
+def run_exit_hooks() -> None:
+    """Run the exit hooks registered by ``process_state``, the last registered first, each once.
+
+    Runs at exit, or earlier on Ctrl+C (``stop_loop_on_ctrl_c``): by the time
+    atexit runs, Python has shut down its thread pools, and a Dask scheduler that
+    still handles a call fails with "cannot schedule new futures after shutdown".
+    """
+    while True:
+        with _process_state_creation:
+            hooks = pn.state.cache.get(EXIT_HOOKS_KEY) or []
+            if not hooks:
+                return
+            hook = hooks.pop()
+        try:
+            hook()
+        except Exception:  # the other hooks still run
+            logger.exception("An exit hook failed")
 
 
 def stop_loop_on_ctrl_c() -> None:
@@ -67,7 +99,9 @@ def stop_loop_on_ctrl_c() -> None:
     wherever the main thread is: inside a request handler, Bokeh's shutdown raises
     it once more, and ``panel serve`` exits with a traceback and no clean stop.
     ``pn.serve`` already stops its loop on SIGINT; this does the same for ``panel
-    serve``, once per process. A second Ctrl+C interrupts at once, as usual.
+    serve``, once per process, and first stops the runners and what they use
+    (``run_exit_hooks``) while Python is still whole. A second Ctrl+C interrupts
+    at once, as usual.
 
     Nothing is changed unless this runs in the main thread, on a running event
     loop, with Python's own SIGINT handler in place, outside a notebook kernel: a
@@ -87,6 +121,7 @@ def stop_loop_on_ctrl_c() -> None:
 def _stop_on_sigint(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
     def stop() -> None:
         logger.info("Ctrl+C: stopping the server")
+        run_exit_hooks()
         loop.stop()
 
     def interrupted(signum: int, frame: object) -> None:
