@@ -118,3 +118,4 @@ def test_the_generated_tests_pass(project):
     output = run_generated_tests(project)
     assert " passed" in output
     assert "skipped" not in output
+    assert " warning" not in output.splitlines()[-1], output[-3000:]  # users would see them too
