@@ -64,6 +64,18 @@ def pid_when_released(folder: str) -> int:
     return os.getpid()
 
 
+def until_cancelled(folder: str, control) -> str:
+    """Say which process started, check for cancellation until it comes, say it came."""
+    Path(folder, f"started-{os.getpid()}").touch()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if control.cancelled:
+            Path(folder, f"saw-cancelled-{os.getpid()}").touch()
+            control.raise_if_cancelled()
+        time.sleep(0.01)
+    return "never cancelled"
+
+
 def die(task: object) -> None:
     """End the worker process that runs the call, as a crash or the OOM killer would."""
     os.kill(os.getpid(), signal.SIGKILL)
@@ -184,6 +196,26 @@ def test_calls_run_in_the_worker_process_not_in_the_server(modules, start_cluste
         assert runner.outcome == "done"
         assert runner.value == worker.pid
         assert runner.value != os.getpid()
+    finally:
+        runner.stop()
+        assert runner.join(timeout=10)
+
+
+def test_a_worker_process_sees_its_call_cancelled(modules, start_cluster, connect, tmp_path):
+    cluster = start_cluster()
+    worker = cluster.add_worker("only")
+    client = connect(cluster, 1)
+    runner = make_runner(modules, client, "until_cancelled")
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    try:
+        runner.append(str(flags))
+        poll(lambda: (flags / f"started-{worker.pid}").exists(), timeout=30, message="the call started")
+        assert runner.cancel()
+        poll(lambda: runner.completed == 1, timeout=10, message="the runner moved on")
+        assert runner.outcome == "cancelled"
+        poll(lambda: (flags / f"saw-cancelled-{worker.pid}").exists(), timeout=30,
+             message="the worker process saw the cancellation")  # fmt: skip
     finally:
         runner.stop()
         assert runner.join(timeout=10)
