@@ -15,7 +15,7 @@ import sys
 import textwrap
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -178,37 +178,45 @@ def connect(modules) -> Iterator[Callable[[Cluster, int], object]]:
         client.close()
 
 
-def make_runner(modules, client, worker_name: str):
-    """A session runner whose worker is one of the probe's functions, on the cluster."""
+@contextmanager
+def running(modules, client, worker_name: str) -> Iterator:
+    """A session runner whose worker is one of the probe's functions, on the cluster; stopped after."""
     runners, probe = modules
-    executor = runners.DaskExecutor(client)
-    return runners.SessionTaskRunner(worker=getattr(probe, worker_name), executor=executor)
+    runner = runners.SessionTaskRunner(
+        worker=getattr(probe, worker_name), executor=runners.DaskExecutor(client)
+    )
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        assert runner.join(timeout=10), f"{runner.thread.name} did not end"
+
+
+@pytest.fixture
+def flags(tmp_path: Path) -> Path:
+    """A folder where the probe's calls leave their flags, and the test its go."""
+    folder = tmp_path / "flags"
+    folder.mkdir()
+    return folder
 
 
 def test_calls_run_in_the_worker_process_not_in_the_server(modules, start_cluster, connect):
     cluster = start_cluster()
     worker = cluster.add_worker("only")
     client = connect(cluster, 1)
-    runner = make_runner(modules, client, "pid")
-    try:
+    with running(modules, client, "pid") as runner:
         runner.append(1)
         poll(lambda: runner.completed == 1, timeout=30, message="the call returned")
         assert runner.outcome == "done"
         assert runner.value == worker.pid
         assert runner.value != os.getpid()
-    finally:
-        runner.stop()
-        assert runner.join(timeout=10)
 
 
-def test_a_worker_process_sees_its_call_cancelled(modules, start_cluster, connect, tmp_path):
+def test_a_worker_process_sees_its_call_cancelled(modules, start_cluster, connect, flags):
     cluster = start_cluster()
     worker = cluster.add_worker("only")
     client = connect(cluster, 1)
-    runner = make_runner(modules, client, "until_cancelled")
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    try:
+    with running(modules, client, "until_cancelled") as runner:
         runner.append(str(flags))
         poll(lambda: (flags / f"started-{worker.pid}").exists(), timeout=30, message="the call started")
         assert runner.cancel()
@@ -216,19 +224,13 @@ def test_a_worker_process_sees_its_call_cancelled(modules, start_cluster, connec
         assert runner.outcome == "cancelled"
         poll(lambda: (flags / f"saw-cancelled-{worker.pid}").exists(), timeout=30,
              message="the worker process saw the cancellation")  # fmt: skip
-    finally:
-        runner.stop()
-        assert runner.join(timeout=10)
 
 
-def test_a_call_on_a_killed_worker_runs_again_on_another(modules, start_cluster, connect, tmp_path, report):
+def test_a_call_on_a_killed_worker_runs_again_on_another(modules, start_cluster, connect, flags, report):
     cluster = start_cluster()
     workers = [cluster.add_worker("first"), cluster.add_worker("second")]
     client = connect(cluster, 2)
-    runner = make_runner(modules, client, "pid_when_released")
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    try:
+    with running(modules, client, "pid_when_released") as runner:
         runner.append(str(flags))
         poll(lambda: any(flags.glob("started-*")), timeout=30, message="the call started on a worker")
         (first_started,) = flags.glob("started-*")
@@ -242,9 +244,6 @@ def test_a_call_on_a_killed_worker_runs_again_on_another(modules, start_cluster,
         assert runner.outcome == "done"
         assert runner.value == survivor.pid
         report(f"Dask: a call whose worker was killed ran again on the other worker (pid {survivor.pid})")
-    finally:
-        runner.stop()
-        assert runner.join(timeout=10)
 
 
 def test_a_call_that_keeps_killing_workers_is_reported_as_failed(modules, start_cluster, connect):
@@ -252,17 +251,13 @@ def test_a_call_that_keeps_killing_workers_is_reported_as_failed(modules, start_
     cluster.add_worker("first")
     cluster.add_worker("second")
     client = connect(cluster, 2)
-    runner = make_runner(modules, client, "die")
-    try:
+    with running(modules, client, "die") as runner:
         runner.append("boom")
         poll(lambda: runner.completed == 1, timeout=60, message="the call was given up, not left hanging")
         assert runner.outcome == "failed"
         assert type(runner.exception).__name__ == "KilledWorker"
         assert runner.thread.is_alive()
         poll(lambda: runner.status == "Idle", timeout=10, message="the runner waits for the next task")
-    finally:
-        runner.stop()
-        assert runner.join(timeout=10)
 
 
 def test_a_served_app_sends_its_calls_to_the_scheduler_named_in_the_environment(
