@@ -283,7 +283,7 @@ def main() -> None:
 
         sys.path.insert(0, str(Path(workdir) / "dask"))
         on_dask = importlib.import_module(f"{DASK_PACKAGE}.runners")
-        dask_executor = importlib.import_module(f"{DASK_PACKAGE}.dask_executor")
+        dask_executor = importlib.import_module(f"{DASK_PACKAGE}.runners.dask_executor")
         client = dask_executor.shared_client()  # the local cluster the app would start
         workers = len(client.scheduler_info()["workers"])
         client.gather(client.map(cpu_work, range(workers), pure=False))  # warm the workers up

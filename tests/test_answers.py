@@ -48,7 +48,7 @@ def test_bad_answers_are_refused_with_a_reason(template, tmp_path, data, message
 def test_package_name_defaults_to_the_project_name(template, tmp_path, project_name, package_name):
     project = render(template, tmp_path / "project", project_name=project_name)
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"] == package_name
-    assert (project / package_name / "runners.py").is_file()
+    assert (project / package_name / "runners" / "__init__.py").is_file()
 
 
 def test_names_and_quotes_reach_the_code_intact(template, tmp_path):
@@ -98,3 +98,20 @@ def test_the_command_line_takes_defaults_and_data(template, tmp_path, threading)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load((tmp_path / "app" / ".copier-answers.yml").read_text())["threading"] == threading
+
+
+#: Copier prints a help line after its prompt mark ("🎤 ", 3 columns) and cuts it at the terminal's width.
+HELP_WIDTH = 76
+
+
+def test_every_help_line_and_choice_reads_whole_in_80_columns():
+    questions = {
+        name: spec
+        for name, spec in yaml.safe_load((ROOT / "copier.yml").read_text()).items()
+        if not name.startswith("_")
+    }
+    for name, spec in questions.items():
+        assert "help" in spec, f"{name} has no help"
+        assert spec["help"].endswith("\n"), f"{name}: write help as a literal block (|), a line each"
+        for line in [*spec["help"].splitlines(), *spec.get("choices", {})]:
+            assert len(line) <= HELP_WIDTH, f"{name}: {line!r} is over {HELP_WIDTH} characters"

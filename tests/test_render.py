@@ -13,27 +13,37 @@ import yaml
 from support import executor_of, run_generated_tests, threading_of
 
 PACKAGE = "panel_threading_app"  # the default package_name
-COMMON_FILES = {
-    ".copier-answers.yml",
-    ".gitignore",
+#: The user's files: written by `copier copy`, never by an update (copier.yml's `_exclude`).
+USER_FILES = {
     "README.md",
     "app.py",
-    "pyproject.toml",
     f"{PACKAGE}/__init__.py",
-    f"{PACKAGE}/_sessions.py",
     f"{PACKAGE}/app.py",
-    f"{PACKAGE}/executors.py",
-    f"{PACKAGE}/runners.py",
     f"{PACKAGE}/workers.py",
     "tests/conftest.py",
-    "tests/test_browser.py",
-    "tests/test_ctrl_c.py",
-    "tests/test_served_app.py",
+    "tests/test_app.py",
 }
+#: The template's files in every variant: the runners' folders, tool settings, the answers.
+TEMPLATE_FILES = {
+    ".copier-answers.yml",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    "pyproject.toml",
+    f"{PACKAGE}/runners/README.md",
+    f"{PACKAGE}/runners/__init__.py",
+    f"{PACKAGE}/runners/_sessions.py",
+    f"{PACKAGE}/runners/executors.py",
+    f"{PACKAGE}/runners/testing.py",
+    "tests/runners/conftest.py",
+    "tests/runners/test_ctrl_c.py",
+    "tests/runners/test_readme_examples.py",
+    "tests/runners/test_served_app.py",
+}
+COMMON_FILES = USER_FILES | TEMPLATE_FILES
 VARIANT_FILES = {
-    "session": {f"{PACKAGE}/session_runner.py", "tests/test_session_runner.py"},
-    "global": {f"{PACKAGE}/global_runner.py", "tests/test_global_runner.py"},
-    "dask": {f"{PACKAGE}/dask_executor.py", "tests/test_dask_executor.py"},
+    "session": {f"{PACKAGE}/runners/session_runner.py", "tests/runners/test_session_runner.py"},
+    "global": {f"{PACKAGE}/runners/global_runner.py", "tests/runners/test_global_runner.py"},
+    "dask": {f"{PACKAGE}/runners/dask_executor.py", "tests/runners/test_dask_executor.py"},
 }
 VARIANT_NAMES = {
     "session": ("SessionTaskRunner", "QueueFull", "simulate_experiment", "session_runner"),
@@ -72,12 +82,37 @@ def test_the_variant_has_its_files_and_no_others(project):
     assert set(project_files(project)) == expected
 
 
+#: Where runners/__init__.py names the runners a project left out, to explain an import of one.
+NOT_CHOSEN = re.compile(r"^_NOT_CHOSEN = \{\n.*?^\}\n", re.MULTILINE | re.DOTALL)
+
+
 def test_no_code_of_the_unchosen_variant(project):
     files = project_files(project)
+    init = f"{PACKAGE}/runners/__init__.py"
+    files[init] = NOT_CHOSEN.sub("", files[init])
     for part in set(VARIANT_NAMES) - chosen(project):
         for path, text in files.items():
             for name in VARIANT_NAMES[part]:
                 assert name not in text, f"{path} mentions {name}, but the project did not choose {part}"
+
+
+UNCHOSEN_RUNNERS = {
+    "session": ("SessionTaskRunner", "threading=both"),
+    "global": ("GlobalTaskRunner", "threading=both"),
+    "dask": ("DaskExecutor", "executor=dask"),
+}
+
+
+def test_importing_a_runner_the_project_left_out_says_how_to_get_it(project):
+    for part in set(UNCHOSEN_RUNNERS) - chosen(project):
+        name, answer = UNCHOSEN_RUNNERS[part]
+        result = subprocess.run(
+            [sys.executable, "-c", f"from {PACKAGE}.runners import {name}"],
+            cwd=project, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert f"ImportError: {name} is not part of this project" in result.stderr
+        assert f"copier update --trust --data {answer}" in result.stderr
 
 
 def test_no_jinja_residue(project):
@@ -85,7 +120,8 @@ def test_no_jinja_residue(project):
         for marker in ("{%", "{{", "{#", "#}"):
             assert marker not in text, f"{path} holds {marker!r}"
         assert not JINJA_CLOSE.search(text), f"{path} holds '%}}'"
-        assert "\n\n\n" not in text or path.endswith(".py"), f"{path} has a clump of blank lines"
+        prose = re.sub(r"```.*?```", "```code```", text, flags=re.DOTALL)  # code blocks keep Python's blank lines
+        assert "\n\n\n" not in prose or path.endswith(".py"), f"{path} has a clump of blank lines"
         assert "\n\n\n\n" not in text, f"{path} has a clump of blank lines"
         assert text.endswith("\n"), f"{path} does not end with a newline"
         assert not text.endswith("\n\n"), f"{path} ends with blank lines"
