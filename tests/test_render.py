@@ -120,7 +120,9 @@ def test_no_jinja_residue(project):
         for marker in ("{%", "{{", "{#", "#}"):
             assert marker not in text, f"{path} holds {marker!r}"
         assert not JINJA_CLOSE.search(text), f"{path} holds '%}}'"
-        prose = re.sub(r"```.*?```", "```code```", text, flags=re.DOTALL)  # code blocks keep Python's blank lines
+        prose = re.sub(
+            r"```.*?```", "```code```", text, flags=re.DOTALL
+        )  # code blocks keep Python's blank lines
         assert "\n\n\n" not in prose or path.endswith(".py"), f"{path} has a clump of blank lines"
         assert "\n\n\n\n" not in text, f"{path} has a clump of blank lines"
         assert text.endswith("\n"), f"{path} does not end with a newline"

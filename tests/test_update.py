@@ -1,23 +1,47 @@
-"""`copier update`: template fixes arrive, user edits survive, variants switch; the post-copy hook."""
+"""`copier update` on a project whose owner rewrote the examples: the template's files change, theirs never.
+
+The template's releases are built here, in throwaway repositories tagged with PEP 440 versions:
+the working tree is the release under test, and the previous release comes from this
+repository's history (a clone without tags still has the commit).
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import copier
 import pytest
 import yaml
 
-from support import ROOT, TEMPLATE_PARTS, copy_template, run_generated_tests
+from support import ROOT, TEMPLATE_PARTS, VARIANTS, copy_template, run_generated_tests
 
 PACKAGE = "panel_threading_app"
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
 FIRST_COMMIT = "Start from the copier-panel-threading template"
-TEMPLATE_FIX = "# Fixed in v2: a comment that stands for a fix of the template.\n"
-USER_EDIT = '\n\ndef my_own_worker() -> str:\n    """The user\'s own code."""\n    return "mine"\n'
+TEMPLATE_FIX = "# Fixed in the next release: a comment that stands for a fix of the template.\n"
+#: The release the working tree is (CHANGELOG.md), and the one before it.
+THIS_RELEASE = "v0.2.0"
+NEXT_RELEASE = "v0.2.1"
+PREVIOUS_RELEASE = "v0.1.0"
+#: The commit of the previous release, for clones that hold no tags.
+PREVIOUS_RELEASE_COMMIT = "5c1c3c6"
+#: The files a user owns (copier.yml's `_exclude` on update), as the user rewrite leaves them.
+USER_FILES = (
+    "README.md",
+    "app.py",
+    f"{PACKAGE}/__init__.py",
+    f"{PACKAGE}/app.py",
+    f"{PACKAGE}/workers.py",
+    "tests/conftest.py",
+    "tests/test_crunch.py",
+)
+#: A dependency the user adds to pyproject.toml, which the template shares with them.
+USER_DEPENDENCY = '    "tomli-w>=1.0",  # the user\'s own\n'
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -31,33 +55,77 @@ def commit_all(repo: Path, message: str) -> None:
     git(repo, "-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "--quiet", "-m", message)
 
 
+def release(repo: Path, tag: str) -> None:
+    """Commit what the template repository holds now and tag it."""
+    commit_all(repo, tag)
+    git(repo, "tag", tag)
+
+
 @pytest.fixture
 def template_repo(tmp_path: Path) -> Path:
-    """A git repository of the working tree's template, tagged v1; the tests add v2."""
+    """A git repository of the working tree's template, tagged as this release."""
     repo = copy_template(tmp_path / "template-repo")
     git(repo, "init", "--quiet")
-    commit_all(repo, "v1")
-    git(repo, "tag", "v1")
+    release(repo, THIS_RELEASE)
     return repo
 
 
-def release_v2(repo: Path) -> None:
-    """Change a template-owned file and tag the result v2."""
-    sessions = repo / "template" / "{{package_name}}" / "_sessions.py"
-    sessions.write_text(sessions.read_text() + "\n" + TEMPLATE_FIX)
-    commit_all(repo, "v2")
-    git(repo, "tag", "v2")
+def template_at(commit: str, repo: Path) -> None:
+    """Write the template as it was at ``commit`` into ``repo``, in place of what is there."""
+    for part in TEMPLATE_PARTS:
+        if (repo / part).is_dir():
+            shutil.rmtree(repo / part)
+    archive = subprocess.run(
+        ["git", "archive", commit, *TEMPLATE_PARTS], cwd=ROOT, capture_output=True, check=True, timeout=60
+    )
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True, timeout=60)
 
 
-def copy(template: Path, project: Path, **data: object) -> Path:
+def working_tree_template(repo: Path) -> None:
+    """Write the working tree's template into ``repo``, in place of what is there."""
+    for part in TEMPLATE_PARTS:
+        if (repo / part).is_dir():
+            shutil.rmtree(repo / part)
+        elif (repo / part).exists():
+            (repo / part).unlink()
+    copy_template(repo)
+
+
+def needs_commit(commit: str) -> None:
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, check=False)
+    if known.returncode:
+        pytest.skip(f"commit {commit} is not in this clone's history")
+
+
+@pytest.fixture
+def release_history(tmp_path: Path) -> Path:
+    """A template repository whose history is the previous release, then this one."""
+    needs_commit(PREVIOUS_RELEASE_COMMIT)
+    repo = tmp_path / "template-history"
+    repo.mkdir()
+    git(repo, "init", "--quiet")
+    template_at(PREVIOUS_RELEASE_COMMIT, repo)
+    release(repo, PREVIOUS_RELEASE)
+    working_tree_template(repo)
+    release(repo, THIS_RELEASE)
+    return repo
+
+
+def copy(template: Path, project: Path, vcs_ref: str = THIS_RELEASE, **data: object) -> Path:
     copier.run_copy(
-        str(template), str(project), data=data, defaults=True, quiet=True, unsafe=True, vcs_ref="v1"
+        str(template), str(project), data=data, defaults=True, quiet=True, unsafe=True, vcs_ref=vcs_ref
     )
     return project
 
 
-def update(project: Path, **data: object) -> None:
-    copier.run_update(str(project), data=data, defaults=True, overwrite=True, quiet=True, unsafe=True)
+def update(project: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run `copier update` as a user does, on the command line; fail unless it succeeds."""
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults", *options],
+        cwd=project, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
 
 
 def assert_clean_merge(project: Path) -> None:
@@ -70,11 +138,214 @@ def assert_clean_merge(project: Path) -> None:
         assert conflict is None, f"{path} holds a conflict marker: {conflict and conflict.group()}"
 
 
+def files_of(project: Path) -> dict[str, bytes]:
+    """Every file of a project but git's, by its path in the project."""
+    return {
+        path.relative_to(project).as_posix(): path.read_bytes()
+        for path in sorted(project.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+def rewrite_as_a_user(
+    project: Path, threading: str, executor: str, old_layout: bool = False
+) -> dict[str, bytes]:
+    """Do what a user does on day one: own workers, an own page, own tests; the example's tests go.
+
+    Return the user's files as committed.
+    """
+    package = project / PACKAGE
+    session, shared, dask = threading != "global", threading != "session", executor == "dask"
+    # Until v0.2.0 the runners' modules stood beside the user's code, and users imported them.
+    executors_module = ".executors" if old_layout else ".runners.executors"
+    workers = f'''\
+        """My workers."""
+
+        import time
+
+        from {executors_module} import TaskControl
+
+
+        def crunch(number: int, control: TaskControl) -> int:
+            """My slow computation."""
+            control.report(1, 2)
+            return number * 2
+
+
+        def heartbeat() -> str:
+            """My shared feed."""
+            return time.strftime("%H:%M:%S")
+        '''
+    runners = [name for name, chosen in (("DaskExecutor", dask), ("GlobalTaskRunner", shared),
+                                         ("SessionTaskRunner", session)) if chosen]  # fmt: skip
+    executor_argument = ", executor=DaskExecutor()" if dask else ""
+    page = [
+        '"""My page."""',
+        "",
+        "import panel as pn",
+        "",
+        f"from .runners import {', '.join(runners)}",
+        "from .workers import crunch, heartbeat",
+        "",
+        'TITLE = "My App"',
+        "",
+        "",
+        "def create_app() -> pn.viewable.Viewable:",
+        '    """My page of one session."""',
+        "    page = pn.Column(f'# {TITLE}')",
+    ]
+    if session:
+        page += [
+            f"    crunching = SessionTaskRunner(worker=crunch{executor_argument})",
+            "    button = pn.widgets.Button(label='Crunch')",
+            "    button.on_click(lambda event: crunching.append(21))",
+            "    page.extend([button, crunching, pn.pane.Str(crunching.param.value)])",
+        ]
+    else:
+        page.append("    assert crunch  # kept for later")
+    if shared:
+        page += [
+            f"    beat = GlobalTaskRunner(key='heartbeat', worker=heartbeat, seconds=1.0{executor_argument})",
+            "    page.append(pn.pane.Str(beat.subscribe().param.value))",
+        ]
+    page.append("    return page")
+    (package / "workers.py").write_text(textwrap.dedent(workers))
+    (package / "app.py").write_text("\n".join(page) + "\n")
+    entry = project / "app.py"
+    entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
+    readme = project / "README.md"
+    readme.write_text("# My App\n\nWhat my app does.\n" + readme.read_text().split("\n", 1)[1])
+    (project / "tests" / "test_crunch.py").write_text(
+        textwrap.dedent(f'''\
+            """My tests."""
+
+            from {PACKAGE}.runners import TaskControl
+            from {PACKAGE}.workers import crunch
+
+
+            def test_crunch_doubles():
+                assert crunch(21, TaskControl()) == 42
+            ''')
+    )
+    for example_test in ("tests/test_browser.py", "tests/test_app.py"):  # the example page's tests
+        (project / example_test).unlink(missing_ok=True)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('    "param>=2.1",\n', '    "param>=2.1",\n' + USER_DEPENDENCY)
+    )
+    commit_all(project, "My own app")
+    return {name: (project / name).read_bytes() for name in USER_FILES}
+
+
+def assert_template_files_as_rendered_afresh(
+    project: Path, fresh: Path, user_files: dict[str, bytes]
+) -> None:
+    """The template's files are those of a fresh render with the same answers; the user's are the user's."""
+    updated, rendered = files_of(project), files_of(fresh)
+    for name in USER_FILES:
+        rendered.pop(name, None)
+    rendered.pop("tests/test_app.py")  # the example page's tests, which the user deleted
+    assert set(updated) - set(user_files) == set(rendered), "the template's files, and no others"
+    pyproject = updated.pop("pyproject.toml").decode()
+    assert USER_DEPENDENCY in pyproject, "the user's dependency is kept"
+    assert pyproject.replace(USER_DEPENDENCY, "") == rendered.pop("pyproject.toml").decode()
+    for name, content in rendered.items():
+        assert updated[name] == content, f"{name} differs from a fresh render"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids="-".join)
+def test_an_update_from_the_previous_release_leaves_a_rewritten_app_alone(
+    release_history, tmp_path, threading, executor
+):
+    data = {"threading": threading, "executor": executor}
+    project = copy(release_history, tmp_path / "app", vcs_ref=PREVIOUS_RELEASE, **data)
+    user_files = rewrite_as_a_user(project, threading, executor, old_layout=True)
+
+    result = update(project)
+
+    # v0.2.0's migration points the user's import of a moved module at its new place, and says so.
+    workers = f"{PACKAGE}/workers.py"
+    user_files[workers] = user_files[workers].replace(
+        b"from .executors import", b"from .runners.executors import"
+    )
+    assert f"{workers}:5: from .executors import TaskControl" in result.stdout + result.stderr
+    for name, content in user_files.items():
+        assert (project / name).read_bytes() == content, f"the update changed {name}"
+    assert not (project / "tests" / "test_browser.py").exists()
+    assert not (project / "tests" / "test_app.py").exists()
+    assert_clean_merge(project)
+    # The previous release's conftest.py is the user's now, and stays as it was.
+    assert_template_files_as_rendered_afresh(
+        project, copy(release_history, tmp_path / "fresh", **data), user_files
+    )
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == THIS_RELEASE
+    run_generated_tests(project)
+
+
+@pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids="-".join)
+def test_the_next_release_changes_the_template_files_and_never_the_users(
+    template_repo, tmp_path, threading, executor
+):
+    data = {"threading": threading, "executor": executor}
+    project = copy(template_repo, tmp_path / "app", **data)
+    user_files = rewrite_as_a_user(project, threading, executor)
+    # The next release fixes a runner and changes every example: none of it may reach the user's files.
+    sessions = template_repo / "template" / "{{package_name}}" / "runners" / "_sessions.py"
+    sessions.write_text(sessions.read_text() + "\n" + TEMPLATE_FIX)
+    for example in ("app.py.jinja", "README.md.jinja", "{{package_name}}/workers.py.jinja",
+                    "{{package_name}}/app.py.jinja", "tests/test_app.py.jinja", "tests/conftest.py.jinja"):  # fmt: skip
+        path = template_repo / "template" / example
+        path.write_text("# The next release's example.\n" + path.read_text())
+    release(template_repo, NEXT_RELEASE)
+
+    result = update(project)
+
+    assert (project / PACKAGE / "runners" / "_sessions.py").read_text().endswith(TEMPLATE_FIX)
+    for name, content in user_files.items():
+        assert (project / name).read_bytes() == content, f"the update changed {name}"
+    assert not (project / "tests" / "test_app.py").exists(), "a deleted file of the user's came back"
+    assert_clean_merge(project)
+    assert_template_files_as_rendered_afresh(
+        project, copy(template_repo, tmp_path / "fresh", vcs_ref=NEXT_RELEASE, **data), user_files
+    )
+    assert "Made a git repository" not in result.stdout + result.stderr, "the first-commit hook ran"
+    assert "Yours were left" in result.stdout + result.stderr
+
+
+SWITCHES = [("session", "both", "thread"), ("both", "global", "thread"), ("both", "both", "dask")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("before", "after", "executor"), SWITCHES, ids=["session-both", "both-global", "thread-dask"]
+)
+def test_a_switch_on_a_rewritten_app_brings_the_runner_and_leaves_the_users_files(
+    template_repo, tmp_path, before, after, executor
+):
+    project = copy(template_repo, tmp_path / "app", threading=before, executor="thread")
+    # The user's page keeps to what both answers have: a switch brings a runner, it does not wire it in.
+    user_files = rewrite_as_a_user(project, "global" if after == "global" else before, "thread")
+
+    result = update(project, "--data", f"threading={after}", "--data", f"executor={executor}")
+
+    package = project / PACKAGE / "runners"
+    assert (package / "session_runner.py").exists() == (after != "global")
+    assert (package / "global_runner.py").exists() == (after != "session")
+    assert (package / "dask_executor.py").exists() == (executor == "dask")
+    assert ("dask[distributed]" in (project / "pyproject.toml").read_text()) == (executor == "dask")
+    for name, content in user_files.items():
+        assert (project / name).read_bytes() == content, f"the switch changed {name}"
+    assert_clean_merge(project)
+    assert f"{PACKAGE}/runners/README.md has a working example" in result.stdout + result.stderr
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["threading"], answers["executor"]) == (after, executor)
+    run_generated_tests(project)
+
+
 def test_the_hook_makes_a_first_commit(template_repo, tmp_path):
     project = copy(template_repo, tmp_path / "app", threading="both")
-    assert git(project, "log", "--format=%s").splitlines() == [
-        "Start from the copier-panel-threading template"
-    ]
+    assert git(project, "log", "--format=%s").splitlines() == [FIRST_COMMIT]
     assert git(project, "status", "--porcelain") == ""
 
 
@@ -92,141 +363,65 @@ def test_the_hook_leaves_an_existing_repository_alone(template_repo, tmp_path):
 def test_skip_tasks_renders_without_the_hook(template_repo, tmp_path):
     project = tmp_path / "app"
     copier.run_copy(
-        str(template_repo), str(project), defaults=True, quiet=True, skip_tasks=True, vcs_ref="v1"
+        str(template_repo), str(project), defaults=True, quiet=True, skip_tasks=True, vcs_ref=THIS_RELEASE
     )
     assert (project / "app.py").is_file()
     assert not (project / ".git").exists()
 
 
-def test_update_brings_template_fixes_and_keeps_user_edits(template_repo, tmp_path):
+def test_an_update_keeps_edits_to_the_shared_pyproject(template_repo, tmp_path):
     project = copy(template_repo, tmp_path / "app", threading="both")
-    workers = project / PACKAGE / "workers.py"
-    workers.write_text(
-        workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 2.0") + USER_EDIT
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('    "param>=2.1",\n', '    "param>=2.1",\n' + USER_DEPENDENCY)
     )
-    commit_all(project, "My own worker")
-    release_v2(template_repo)
+    commit_all(project, "My dependency")
+    template_pyproject = template_repo / "template" / "pyproject.toml.jinja"
+    template_pyproject.write_text(template_pyproject.read_text().replace('"ruff>=0.8"', '"ruff>=0.9"'))
+    release(template_repo, NEXT_RELEASE)
 
     update(project)
 
-    assert (project / PACKAGE / "_sessions.py").read_text().endswith(TEMPLATE_FIX)
-    text = workers.read_text()
-    assert "EXPERIMENT_SECONDS = 2.0" in text
-    assert text.endswith(USER_EDIT)
+    text = pyproject.read_text()
+    assert USER_DEPENDENCY in text
+    assert '"ruff>=0.9"' in text
     assert_clean_merge(project)
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert answers["_commit"] == "v2"
-    assert answers["threading"] == "both"
 
 
-SWITCHES = [("session", "global"), ("global", "both"), ("both", "session")]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("before", "after"), SWITCHES)
-def test_switching_threading_swaps_the_runner_code(template_repo, tmp_path, before, after):
-    project = copy(template_repo, tmp_path / "app", threading=before)
-    entry = project / "app.py"  # user-owned, and the same in every variant
-    entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
-    commit_all(project, "Stretch the page")
-
-    update(project, threading=after)
-
-    package = project / PACKAGE
-    assert (package / "session_runner.py").exists() == (after != "global")
-    assert (package / "global_runner.py").exists() == (after != "session")
-    assert (project / "tests" / "test_session_runner.py").exists() == (after != "global")
-    assert (project / "tests" / "test_global_runner.py").exists() == (after != "session")
-    assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
-    assert_clean_merge(project)
-    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert answers["threading"] == after
-    run_generated_tests(project)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("before", "after"), [("thread", "dask"), ("dask", "thread")])
-def test_switching_the_executor_adds_or_removes_the_dask_code(template_repo, tmp_path, before, after):
-    project = copy(template_repo, tmp_path / "app", threading="both", executor=before)
-    entry = project / "app.py"
-    entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
-    commit_all(project, "Stretch the page")
-
-    update(project, executor=after)
-
-    on_dask = after == "dask"
-    assert (project / PACKAGE / "dask_executor.py").exists() == on_dask
-    assert (project / "tests" / "test_dask_executor.py").exists() == on_dask
-    assert ("executor=EXECUTOR" in (project / PACKAGE / "app.py").read_text()) == on_dask
-    assert ("dask[distributed]" in (project / "pyproject.toml").read_text()) == on_dask
-    assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
-    assert_clean_merge(project)
-    run_generated_tests(project)
+def test_recopy_starts_the_users_files_over(template_repo, tmp_path):
+    """`copier recopy` is a fresh start, as the runners' README says: the user's files come back too."""
+    project = copy(template_repo, tmp_path / "app", threading="both")
+    (project / "tests" / "test_app.py").unlink()
+    commit_all(project, "No example tests")
+    copier.run_recopy(str(project), defaults=True, overwrite=True, quiet=True, unsafe=True)
+    assert (project / "tests" / "test_app.py").exists()
 
 
 #: The template as it landed before the executor question (issue 6) was asked.
 BEFORE_EXECUTOR = "c907779"
 
 
-def template_at(commit: str, repo: Path) -> None:
-    """Write the template as it was at ``commit`` into ``repo``, in place of what is there."""
-    for part in TEMPLATE_PARTS:
-        if (repo / part).is_dir():
-            shutil.rmtree(repo / part)
-    archive = subprocess.run(
-        ["git", "archive", commit, *TEMPLATE_PARTS], cwd=ROOT, capture_output=True, check=True, timeout=60
-    )
-    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive.stdout, check=True, timeout=60)
-
-
 @pytest.mark.slow
-def test_a_project_made_before_the_executor_question_updates_cleanly(template_repo, tmp_path):
-    known = subprocess.run(["git", "cat-file", "-e", f"{BEFORE_EXECUTOR}^{{commit}}"], cwd=ROOT, check=False)
-    if known.returncode:
-        pytest.skip(f"commit {BEFORE_EXECUTOR} is not in this clone's history")
+def test_a_project_made_before_the_executor_question_updates_cleanly(tmp_path):
+    needs_commit(BEFORE_EXECUTOR)
     old = tmp_path / "old-template"
     old.mkdir()
-    template_at(BEFORE_EXECUTOR, old)
     git(old, "init", "--quiet")
-    commit_all(old, "v1")
-    git(old, "tag", "v1")
-    project = copy(old, tmp_path / "app", threading="both")
+    template_at(BEFORE_EXECUTOR, old)
+    release(old, "v0.0.1")
+    project = copy(old, tmp_path / "app", vcs_ref="v0.0.1", threading="both")
     assert "executor" not in yaml.safe_load((project / ".copier-answers.yml").read_text())
     entry = project / "app.py"
     entry.write_text(entry.read_text().replace("pn.extension()", 'pn.extension(sizing_mode="stretch_width")'))
     commit_all(project, "Stretch the page")
-    # v2 is the working tree's template, as in template_repo.
-    for part in TEMPLATE_PARTS:
-        if (old / part).is_dir():
-            shutil.rmtree(old / part)
-        if (template_repo / part).is_dir():
-            shutil.copytree(template_repo / part, old / part)
-        elif (template_repo / part).exists():
-            shutil.copy2(template_repo / part, old / part)
-    commit_all(old, "v2")
-    git(old, "tag", "v2")
+    working_tree_template(old)
+    release(old, THIS_RELEASE)
 
     update(project)
 
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["executor"] == "thread"
-    assert (project / PACKAGE / "executors.py").exists()
-    assert not (project / PACKAGE / "dask_executor.py").exists()
+    assert (project / PACKAGE / "runners" / "executors.py").exists()
+    assert not (project / PACKAGE / "runners" / "dask_executor.py").exists()
     assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
     assert_clean_merge(project)
     run_generated_tests(project)
-
-
-def test_a_switch_over_edited_examples_leaves_inline_conflicts_not_rej_files(template_repo, tmp_path):
-    """As the generated README says: edits where the switch rewrites the examples conflict inline."""
-    project = copy(template_repo, tmp_path / "app", threading="session")
-    workers = project / PACKAGE / "workers.py"
-    workers.write_text(workers.read_text() + USER_EDIT)
-    commit_all(project, "My own worker")
-
-    update(project, threading="global")
-
-    text = workers.read_text()
-    assert CONFLICT_MARKER.search(text)
-    assert "def my_own_worker()" in text
-    assert "def fetch_prices()" in text
-    assert not list(project.rglob("*.rej"))
