@@ -40,6 +40,17 @@ USER_FILES = (
     "tests/conftest.py",
     "tests/test_crunch.py",
 )
+VARIANT_IDS = ["-".join(variant) for variant in VARIANTS]
+#: The template's sources of the user's files.
+EXAMPLE_SOURCES = (
+    "app.py.jinja",
+    "README.md.jinja",
+    "{{package_name}}/__init__.py.jinja",
+    "{{package_name}}/app.py.jinja",
+    "{{package_name}}/workers.py.jinja",
+    "tests/conftest.py.jinja",
+    "tests/test_app.py.jinja",
+)
 #: A dependency the user adds to pyproject.toml, which the template shares with them.
 USER_DEPENDENCY = '    "tomli-w>=1.0",  # the user\'s own\n'
 
@@ -254,7 +265,7 @@ def assert_template_files_as_rendered_afresh(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids="-".join)
+@pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids=VARIANT_IDS)
 def test_an_update_from_the_previous_release_leaves_a_rewritten_app_alone(
     release_history, tmp_path, threading, executor
 ):
@@ -283,7 +294,7 @@ def test_an_update_from_the_previous_release_leaves_a_rewritten_app_alone(
     run_generated_tests(project)
 
 
-@pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids="-".join)
+@pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids=VARIANT_IDS)
 def test_the_next_release_changes_the_template_files_and_never_the_users(
     template_repo, tmp_path, threading, executor
 ):
@@ -293,8 +304,7 @@ def test_the_next_release_changes_the_template_files_and_never_the_users(
     # The next release fixes a runner and changes every example: none of it may reach the user's files.
     sessions = template_repo / "template" / "{{package_name}}" / "runners" / "_sessions.py"
     sessions.write_text(sessions.read_text() + "\n" + TEMPLATE_FIX)
-    for example in ("app.py.jinja", "README.md.jinja", "{{package_name}}/workers.py.jinja",
-                    "{{package_name}}/app.py.jinja", "tests/test_app.py.jinja", "tests/conftest.py.jinja"):  # fmt: skip
+    for example in EXAMPLE_SOURCES:
         path = template_repo / "template" / example
         path.write_text("# The next release's example.\n" + path.read_text())
     release(template_repo, NEXT_RELEASE)
