@@ -1,9 +1,9 @@
 """Give a newly copied project a git repository and a first commit.
 
-Copier runs this script after copying and after updating (``_tasks`` in copier.yml), in
-the project's folder, with the author's name and e-mail as arguments. ``copier update``
-needs a committed project, so a new project outside any git repository gets ``git init``
-and a first commit. Inside an existing work tree (every update, or a project copied into
+Copier runs this script after ``copier copy`` (``_tasks`` in copier.yml; never on an
+update), in the project's folder, with the author's name and e-mail as arguments.
+``copier update`` needs a committed project, so a new project outside any git repository
+gets ``git init`` and a first commit. Inside an existing work tree (a project copied into
 a monorepo) it does nothing: that repository's history is not the template's to touch.
 """
 
