@@ -121,6 +121,16 @@ def executor_or_default(executor: Executor | None) -> Executor:
     return executor
 
 
+def describe_exception(exception: BaseException) -> str:
+    """``"ValueError: the message"``, for the page; never fails, whatever the exception's ``__str__`` does."""
+    name = type(exception).__name__
+    try:
+        message = str(exception)
+    except Exception:  # an exception class whose __str__ is broken
+        return f"{name} (its message cannot be shown)"
+    return f"{name}: {message}" if message else name
+
+
 def progress_fraction(done: float, total: float | None = None) -> float:
     """Turn ``done`` (a fraction) or ``done`` of ``total`` into a fraction; refuse nonsense."""
     if total is not None:
