@@ -35,6 +35,7 @@ TEMPLATE_FILES = {
     f"{PACKAGE}/runners/executors.py",
     f"{PACKAGE}/runners/testing.py",
     "tests/runners/conftest.py",
+    "tests/runners/faults.py",
     "tests/runners/test_ctrl_c.py",
     "tests/runners/test_readme_examples.py",
     "tests/runners/test_served_app.py",
