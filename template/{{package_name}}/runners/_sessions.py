@@ -7,7 +7,9 @@ it changes its parameters from a thread of its own, where ``pn.state.curdoc`` is
 None. The helpers below capture the session's document while it is known, use it
 later to run code back on the session's event loop, set constant parameters
 safely from any thread, and keep the process's runner state across ``--dev``
-reloads. One more lets Ctrl+C stop ``panel serve`` cleanly.
+reloads. ``scope_watchers_to_sessions`` ties what a session binds to an object
+shared by all sessions to that session. One more lets Ctrl+C stop ``panel
+serve`` cleanly.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import panel as pn
 import param
+from param.parameterized import Watcher
 
 if TYPE_CHECKING:
     from bokeh.document import Document
@@ -171,6 +174,105 @@ def call_in_session(doc: Document | None, callback: Callable[..., object], *args
         doc.add_next_tick_callback(lambda: callback(*args))
     except Exception:  # the session was destroyed under us: nobody is left to update
         logger.debug("Dropped an update for a destroyed session", exc_info=True)
+
+
+class _SessionWatchers:
+    """The watchers that sessions added to one shared object, by session document."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.scoped: dict[int, tuple[Watcher, Watcher]] = {}  # id(added) -> (added, registered)
+        self.by_session: dict[int, list[Watcher]] = {}  # id(document) -> watchers it added
+
+
+class _SessionScopedParameters(param.parameterized.Parameters):
+    """``obj.param`` of a shared object: a watcher added in a session belongs to that session.
+
+    Every binding goes through here: ``obj.param.watch``, ``pn.bind``,
+    ``pn.depends``, ``.rx`` and the widgets of a pane that shows ``obj``. A
+    watcher added while a session is current runs on that session's event loop,
+    never in the thread that changed the parameter, and it is removed when the
+    session is destroyed: no callback of a destroyed session ever runs.
+    """
+
+    def __init__(self_, cls: type[param.Parameterized], self: param.Parameterized, owner: str | None) -> None:
+        super().__init__(cls, self=self)
+        self_._owner = owner
+
+    def _register_watcher(self_, action: str, watcher: Watcher, what: str = "value") -> None:
+        if self_.self is not None:
+            watcher = _scoped_watcher(self_.self, self_._owner, action, watcher)
+        super()._register_watcher(action, watcher, what)
+
+
+class _SessionScopedNamespace:
+    """The ``param`` attribute of a class whose instances' watchers are scoped to sessions."""
+
+    def __init__(self, owner: str | None) -> None:
+        self.owner = owner
+
+    def __get__(self, obj: param.Parameterized | None, objtype: type[param.Parameterized]) -> Any:
+        if obj is None:
+            return objtype._param__parameters
+        return _SessionScopedParameters(objtype, obj, self.owner)
+
+
+def scope_watchers_to_sessions(cls: type[param.Parameterized], owner: str | None = None) -> None:
+    """Tie what each session binds to an instance of ``cls`` to that session.
+
+    For objects that sessions share (a global runner, or a session's runner that
+    user code hands to other sessions). A watcher that a session adds, however it
+    is added, runs on that session's event loop and is removed when the session
+    ends. Left as they are: watchers added outside any session; those added in the
+    session whose document the instance's attribute ``owner`` names (they go with
+    the instance); and those whose function is a method of an object with
+    ``_session_safe = True``, which hands each change to its session itself.
+    """
+    cls.param = _SessionScopedNamespace(owner)  # type: ignore[assignment]
+
+
+def _scoped_watcher(obj: param.Parameterized, owner: str | None, action: str, watcher: Watcher) -> Watcher:
+    """The watcher to register in place of ``watcher``, or to unregister for it."""
+    with _process_state_creation:
+        state = obj.__dict__.setdefault("_session_watchers", _SessionWatchers())
+    with state.lock:
+        if action != "append":
+            return state.scoped.pop(id(watcher), (watcher, watcher))[1]
+        doc = current_session_document()
+        if (
+            doc is None
+            or (owner is not None and doc is getattr(obj, owner, None))
+            or getattr(getattr(watcher.fn, "__self__", None), "_session_safe", False)
+        ):
+            return watcher
+        scoped = watcher._replace(fn=partial(_deliver, obj, doc, watcher))
+        state.scoped[id(watcher)] = (watcher, scoped)
+        added = state.by_session.get(id(doc))
+        if added is None:
+            added = state.by_session[id(doc)] = []
+            on_session_end(doc, partial(_end_session, obj, state, doc))
+        added.append(watcher)
+    return scoped
+
+
+def _deliver(obj: param.Parameterized, doc: Document, watcher: Watcher, *args: Any, **kwargs: Any) -> None:
+    """Run a session's watcher on its session's event loop, if it is still registered then."""
+
+    def run() -> None:
+        state = obj.__dict__["_session_watchers"]
+        with state.lock:
+            registered = id(watcher) in state.scoped
+        if registered:
+            watcher.fn(*args, **kwargs)
+
+    call_in_session(doc, run)
+
+
+def _end_session(obj: param.Parameterized, state: _SessionWatchers, doc: Document) -> None:
+    with state.lock:
+        added = state.by_session.pop(id(doc), [])
+    for watcher in added:
+        obj.param.unwatch(watcher)
 
 
 def set_constant(obj: param.Parameterized, **values: Any) -> None:
