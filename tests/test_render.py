@@ -43,7 +43,11 @@ TEMPLATE_FILES = {
 COMMON_FILES = USER_FILES | TEMPLATE_FILES
 VARIANT_FILES = {
     "session": {f"{PACKAGE}/runners/session_runner.py", "tests/runners/test_session_runner.py"},
-    "global": {f"{PACKAGE}/runners/global_runner.py", "tests/runners/test_global_runner.py"},
+    "global": {
+        f"{PACKAGE}/runners/global_runner.py",
+        "tests/runners/test_global_runner.py",
+        "tests/runners/test_howto_bindings.py",
+    },
     "dask": {f"{PACKAGE}/runners/dask_executor.py", "tests/runners/test_dask_executor.py"},
 }
 VARIANT_NAMES = {
