@@ -167,7 +167,9 @@ def check_progress_cancel_clear_and_a_full_queue(project: Path, tmp_path: Path, 
         open_app(page, server.url)
         run = page.get_by_role("button", name="Run experiment")
         run.click()
-        expect(page.get_by_text(re.compile(r"^Processing \d+% step \d of 5"))).to_be_visible()
+        # The first report comes a step (2 s) into the task; on Dask, once the local cluster has started.
+        progress = page.get_by_text(re.compile(r"^Processing \d+% step \d of 5"))
+        expect(progress).to_be_visible(timeout=30_000)
         page.get_by_role("button", name="Cancel running").click()
         expect(page.get_by_role("listitem").first).to_have_text("cancelled")
 
