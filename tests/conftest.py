@@ -81,13 +81,22 @@ FIGURES: list[str] = []
 
 
 @pytest.fixture
-def report() -> Callable[[str], None]:
-    """Keep a measured figure for the summary at the end of the run."""
-    return FIGURES.append
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Keep a measured figure for the summary at the end of the run.
+
+    Figures travel with the test's report, so that pytest-xdist's workers hand
+    them to the process that prints the summary.
+    """
+    return lambda line: request.node.user_properties.append(("figure", line))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        FIGURES.extend(value for name, value in report.user_properties if name == "figure")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FIGURES:
         terminalreporter.section("measured figures")
-        for line in FIGURES:
+        for line in sorted(FIGURES):
             terminalreporter.write_line(line)
