@@ -177,12 +177,16 @@ def call_in_session(doc: Document | None, callback: Callable[..., object], *args
 
 
 class _SessionWatchers:
-    """The watchers that sessions added to one shared object, by session document."""
+    """The watchers that sessions added to one shared object, and the calls on their way."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.scoped: dict[int, tuple[Watcher, Watcher]] = {}  # id(added) -> (added, registered)
-        self.by_session: dict[int, list[Watcher]] = {}  # id(document) -> watchers it added
+        #: id(added) -> (the watcher added, the one registered in its place, id(its document))
+        self.scoped: dict[int, tuple[Watcher, Watcher, int]] = {}
+        #: id(document) -> ids of the watchers its session added
+        self.by_session: dict[int, set[int]] = {}
+        #: id(document) -> the latest call of each of its watchers, while a delivery is scheduled
+        self.pending: dict[int, dict[int, tuple[Watcher, tuple[Any, ...], dict[str, Any]]]] = {}
 
 
 class _SessionScopedParameters(param.parameterized.Parameters):
@@ -237,7 +241,11 @@ def _scoped_watcher(obj: param.Parameterized, owner: str | None, action: str, wa
         state = obj.__dict__.setdefault("_session_watchers", _SessionWatchers())
     with state.lock:
         if action != "append":
-            return state.scoped.pop(id(watcher), (watcher, watcher))[1]
+            if (found := state.scoped.pop(id(watcher), None)) is None:
+                return watcher
+            _, registered, doc_id = found
+            state.by_session.get(doc_id, set()).discard(id(watcher))
+            return registered
         doc = current_session_document()
         if (
             doc is None
@@ -245,32 +253,62 @@ def _scoped_watcher(obj: param.Parameterized, owner: str | None, action: str, wa
             or getattr(getattr(watcher.fn, "__self__", None), "_session_safe", False)
         ):
             return watcher
-        scoped = watcher._replace(fn=partial(_deliver, obj, doc, watcher))
-        state.scoped[id(watcher)] = (watcher, scoped)
+        registered = watcher._replace(fn=partial(_deliver, obj, state, doc, watcher))
+        state.scoped[id(watcher)] = (watcher, registered, id(doc))
         added = state.by_session.get(id(doc))
         if added is None:
-            added = state.by_session[id(doc)] = []
+            added = state.by_session[id(doc)] = set()
             on_session_end(doc, partial(_end_session, obj, state, doc))
-        added.append(watcher)
-    return scoped
+        added.add(id(watcher))
+    return registered
 
 
-def _deliver(obj: param.Parameterized, doc: Document, watcher: Watcher, *args: Any, **kwargs: Any) -> None:
-    """Run a session's watcher on its session's event loop, if it is still registered then."""
+def _deliver(
+    obj: param.Parameterized,
+    state: _SessionWatchers,
+    doc: Document,
+    watcher: Watcher,
+    *args: Any,
+    **kwargs: Any,
+) -> None:
+    """Hand a call of a session's watcher to the session's event loop, from any thread.
 
-    def run() -> None:
-        state = obj.__dict__["_session_watchers"]
+    Calls wait for the session's next tick together, one delivery at a time per
+    session, and a watcher called again before then gets only its latest call:
+    however often the object changes, a session is never sent more than it can
+    take, and its queue never keeps it from ending.
+    """
+    with state.lock:
+        if id(watcher) not in state.scoped:
+            return
+        calls = state.pending.get(id(doc))
+        scheduled = calls is not None
+        if not scheduled:
+            calls = state.pending[id(doc)] = {}
+        calls[id(watcher)] = (watcher, args, kwargs)
+    if not scheduled:
+        call_in_session(doc, _run_delivery, obj, state, id(doc))
+
+
+def _run_delivery(obj: param.Parameterized, state: _SessionWatchers, doc_id: int) -> None:
+    """On the session's event loop: run the calls waiting for it, of watchers still registered."""
+    with state.lock:
+        calls = state.pending.pop(doc_id, {})
+    for key, (watcher, args, kwargs) in calls.items():
         with state.lock:
-            registered = id(watcher) in state.scoped
-        if registered:
+            registered = key in state.scoped
+        if not registered:
+            continue
+        try:
             watcher.fn(*args, **kwargs)
-
-    call_in_session(doc, run)
+        except Exception:  # one binding's error must not keep the others from their update
+            logger.exception("A callback bound to %s failed", type(obj).__name__)
 
 
 def _end_session(obj: param.Parameterized, state: _SessionWatchers, doc: Document) -> None:
     with state.lock:
-        added = state.by_session.pop(id(doc), [])
+        added = [state.scoped[key][0] for key in state.by_session.pop(id(doc), ()) if key in state.scoped]
+        state.pending.pop(id(doc), None)
     for watcher in added:
         obj.param.unwatch(watcher)
 
