@@ -164,14 +164,32 @@ def call_in_session(doc: Document | None, callback: Callable[..., object], *args
 
     The call is queued for the document's next tick, so parameter watchers, and
     the widgets that follow them, run on the event loop with ``pn.state.curdoc``
-    set. Without a session (``doc`` is None) the callback runs at once, in the
-    calling thread. Once the session is gone the call is dropped.
+    set. The server's loop adds it to the document: Bokeh's documents are not
+    safe to change from another thread while a session is being created. Without
+    a session (``doc`` is None) the callback runs at once, in the calling thread.
+    Once the session is gone the call is dropped.
     """
     if doc is None:
         callback(*args)
         return
+    loop = _server_loop(doc)
+    if loop is None:  # no server to hand it to (a notebook, pyodide): the document takes it
+        _add_next_tick(doc, callback, args)
+    else:
+        loop.add_callback(_add_next_tick, doc, callback, args)
+
+
+def _server_loop(doc: Document) -> Any:
+    """The event loop of the server that serves ``doc``, or None."""
     try:
-        doc.add_next_tick_callback(lambda: callback(*args))
+        return doc.session_context.server_context.application_context.io_loop  # type: ignore[union-attr]
+    except AttributeError:  # no session any more, or not a Bokeh server's
+        return None
+
+
+def _add_next_tick(doc: Document, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+    try:
+        doc.add_next_tick_callback(partial(callback, *args))
     except Exception:  # the session was destroyed under us: nobody is left to update
         logger.debug("Dropped an update for a destroyed session", exc_info=True)
 
