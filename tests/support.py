@@ -25,6 +25,20 @@ EXECUTORS = ("thread", "dask")
 VARIANTS = tuple((threading, executor) for executor in EXECUTORS for threading in THREADINGS)
 #: What a copy of the template needs: copier reads the rest from these.
 TEMPLATE_PARTS = ("copier.yml", "includes", "template", "hooks")
+#: The default answer to package_name.
+PACKAGE = "panel_threading_app"
+#: The user's files: written by `copier copy`, never by an update (copier.yml's `_exclude`).
+USER_FILES = frozenset(
+    {
+        "README.md",
+        "app.py",
+        f"{PACKAGE}/__init__.py",
+        f"{PACKAGE}/app.py",
+        f"{PACKAGE}/workers.py",
+        "tests/conftest.py",
+        "tests/test_app.py",
+    }
+)
 #: The interpreter that runs generated projects (another Python line, say); this one by default.
 GENERATED_PYTHON = os.environ.get("GENERATED_PYTHON", sys.executable)
 

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import render
-
-PACKAGE = "panel_threading_app"
+from support import PACKAGE, render
 
 
 def pre_commit(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,19 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import executor_of, run_generated_tests, threading_of
+from support import PACKAGE, USER_FILES, executor_of, run_generated_tests, threading_of
 
-PACKAGE = "panel_threading_app"  # the default package_name
-#: The user's files: written by `copier copy`, never by an update (copier.yml's `_exclude`).
-USER_FILES = {
-    "README.md",
-    "app.py",
-    f"{PACKAGE}/__init__.py",
-    f"{PACKAGE}/app.py",
-    f"{PACKAGE}/workers.py",
-    "tests/conftest.py",
-    "tests/test_app.py",
-}
 #: The template's files in every variant: the runners' folders, tool settings, the answers.
 TEMPLATE_FILES = {
     ".copier-answers.yml",

@@ -18,9 +18,8 @@ import copier
 import pytest
 import yaml
 
-from support import ROOT, TEMPLATE_PARTS, VARIANTS, copy_template, run_generated_tests
+from support import PACKAGE, ROOT, TEMPLATE_PARTS, USER_FILES, VARIANTS, copy_template, run_generated_tests
 
-PACKAGE = "panel_threading_app"
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
 FIRST_COMMIT = "Start from the copier-panel-threading template"
 TEMPLATE_FIX = "# Fixed in the next release: a comment that stands for a fix of the template.\n"
@@ -30,16 +29,8 @@ NEXT_RELEASE = "v0.2.1"
 PREVIOUS_RELEASE = "v0.1.0"
 #: The commit of the previous release, for clones that hold no tags.
 PREVIOUS_RELEASE_COMMIT = "5c1c3c6"
-#: The files a user owns (copier.yml's `_exclude` on update), as the user rewrite leaves them.
-USER_FILES = (
-    "README.md",
-    "app.py",
-    f"{PACKAGE}/__init__.py",
-    f"{PACKAGE}/app.py",
-    f"{PACKAGE}/workers.py",
-    "tests/conftest.py",
-    "tests/test_crunch.py",
-)
+#: The user's files as the user rewrite leaves them: their own test in place of the example page's.
+REWRITTEN_USER_FILES = (*sorted(USER_FILES - {"tests/test_app.py"}), "tests/test_crunch.py")
 VARIANT_IDS = ["-".join(variant) for variant in VARIANTS]
 #: The template's sources of the user's files.
 EXAMPLE_SOURCES = (
@@ -245,7 +236,7 @@ def rewrite_as_a_user(
         pyproject.read_text().replace('    "param>=2.1",\n', '    "param>=2.1",\n' + USER_DEPENDENCY)
     )
     commit_all(project, "My own app")
-    return {name: (project / name).read_bytes() for name in USER_FILES}
+    return {name: (project / name).read_bytes() for name in REWRITTEN_USER_FILES}
 
 
 def assert_template_files_as_rendered_afresh(
@@ -253,9 +244,8 @@ def assert_template_files_as_rendered_afresh(
 ) -> None:
     """The template's files are those of a fresh render with the same answers; the user's are the user's."""
     updated, rendered = files_of(project), files_of(fresh)
-    for name in USER_FILES:
-        rendered.pop(name, None)
-    rendered.pop("tests/test_app.py")  # the example page's tests, which the user deleted
+    for name in USER_FILES:  # the example page's tests among them, which the user deleted
+        rendered.pop(name)
     assert set(updated) - set(user_files) == set(rendered), "the template's files, and no others"
     pyproject = updated.pop("pyproject.toml").decode()
     assert USER_DEPENDENCY in pyproject, "the user's dependency is kept"
