@@ -7,9 +7,34 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from support import VARIANTS, copy_template, render
+
+#: The test files whose tests take longest, longest first (measured with --durations): they start
+#: first, so that the parallel workers finish together.
+LONGEST_FIRST = (
+    "test_load.py",
+    "test_update.py",
+    "test_render.py",
+    "test_repo.py",
+    "test_browser.py",
+)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Two workers per core for `-n auto`: the tests mostly wait on servers, browsers and subprocesses."""
+    return 2 * (os.cpu_count() or 1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest files first; a stable sort keeps each file's variants together."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +50,10 @@ def project(request: pytest.FixtureRequest, template: Path, tmp_path_factory: py
     destination = tmp_path_factory.mktemp(f"project-{threading}-{executor}")
     return render(template, destination, threading=threading, executor=executor)
 
+
+#: Expectations wait up to 30 s: with the tests in parallel, a Dask cluster that starts with the
+#: first task takes seconds. They pass as soon as they hold, so a longer wait costs nothing.
+expect.set_options(timeout=30_000)
 
 #: Debian's Chromium; Playwright's own browser download is not used.
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

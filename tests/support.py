@@ -176,10 +176,13 @@ def alive(pid: int) -> bool:
         return False
 
 
-def run_generated_tests(project: Path) -> str:
-    """Run a generated project's own test suite with GENERATED_PYTHON; fail unless it passes."""
+def run_generated_tests(project: Path, *options: str) -> str:
+    """Run a generated project's own test suite with GENERATED_PYTHON; fail unless it passes.
+
+    ``options`` go to pytest: ``"-m", "not slow"`` runs the project's quick loop.
+    """
     result = subprocess.run(
-        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [GENERATED_PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
         cwd=project,
         capture_output=True,
         text=True,

@@ -11,6 +11,8 @@ from support import panel_serve, poll, threading_of
 pytestmark = pytest.mark.slow
 
 SESSIONS = 100
+#: Sessions that warm the server up: enough rounds of AT_ONCE for its thread pools to reach their size.
+WARM_UP_SESSIONS = 30
 AT_ONCE = 10
 #: Memory a warmed-up server may keep after 100 more sessions are gone, in MiB.
 MAX_GROWTH_MIB = 20
@@ -20,26 +22,26 @@ def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path
     threading = threading_of(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
 
-        def round_of_sessions(first_runner: int) -> int:
-            """Open and close SESSIONS sessions, AT_ONCE at a time; return the peak thread count."""
+        def round_of_sessions(first_runner: int, count: int) -> int:
+            """Open and close ``count`` sessions, AT_ONCE at a time; return the peak thread count."""
             peak = 0
-            for _ in range(SESSIONS // AT_ONCE):
+            for _ in range(count // AT_ONCE):
                 sessions = [pull_session(url=server.url) for _ in range(AT_ONCE)]
                 peak = max(peak, server.status("Threads"))
                 for session in sessions:
                     session.close()
             if threading != "global":
-                last = f"SessionTaskRunner-{first_runner + SESSIONS - 1} stopped"
+                last = f"SessionTaskRunner-{first_runner + count - 1} stopped"
                 poll(lambda: last in server.output(), timeout=60, message=f"{last}; log:\n{server.output()}")
             return peak
 
         # A first round warms the server up: imports, the global runner, and the thread pools
         # of Bokeh and asyncio, which grow to a fixed size under concurrent sessions (Bokeh 3.10).
-        round_of_sessions(first_runner=1)
+        round_of_sessions(first_runner=1, count=WARM_UP_SESSIONS)
         baseline_threads, baseline_kib = server.status("Threads"), server.status("VmRSS")
-        peak = round_of_sessions(first_runner=SESSIONS + 1)
+        peak = round_of_sessions(first_runner=WARM_UP_SESSIONS + 1, count=SESSIONS)
         if threading != "global":
-            assert server.output().count(" stopped") >= 2 * SESSIONS
+            assert server.output().count(" stopped") >= WARM_UP_SESSIONS + SESSIONS
         poll(lambda: server.status("Threads") <= baseline_threads, timeout=60,
              message=f"threads back to {baseline_threads}, now {server.status('Threads')}")  # fmt: skip
         growth_mib = (server.status("VmRSS") - baseline_kib) / 1024

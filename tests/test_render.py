@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import PACKAGE, USER_FILES, executor_of, run_generated_tests, threading_of
+from support import PACKAGE, USER_FILES, executor_of, render, run_generated_tests, threading_of
 
 #: The template's files in every variant: the runners' folders, tool settings, the answers.
 TEMPLATE_FILES = {
@@ -51,6 +52,26 @@ def chosen(project: Path) -> set[str]:
     threading = threading_of(project)
     parts = {"session", "global"} if threading == "both" else {threading}
     return parts | ({"dask"} if executor_of(project) == "dask" else set())
+
+
+#: What the user's files define (the example's names): the template's own files never mention them,
+#: so that its tests and runners keep working once the user replaced the example.
+USER_NAMES = re.compile(
+    rf"{PACKAGE}\.(app|workers)\b|from \.\.?(app|workers) import|import_module\([^)]*(app|workers)\b"
+    r"|\b(simulate_experiment|fetch_prices|experiments_panel|prices_panel|create_app)\b"
+    r"|EXPERIMENT_SECONDS|TICKERS|Run experiment|Cancel running|Clear queue|\bapp\.py\b"
+)
+
+
+def test_the_template_files_name_nothing_of_the_users(project):
+    """The update tests run the template's tests beside a rewritten app; this finds the names at once."""
+    for path, text in project_files(project).items():
+        if path in USER_FILES or not path.endswith(".py"):
+            continue
+        code = re.sub(r'"""(.*?)"""', "", text, flags=re.DOTALL)  # docstrings may point users to their files
+        code = "\n".join(line.split("#", 1)[0] for line in code.splitlines())
+        found = USER_NAMES.search(code)
+        assert found is None, f"{path} names the user's {found and found.group()!r}"
 
 
 #: A Jinja tag's end; a percent format in an f-string ({share:.0%}) is not one.
@@ -145,9 +166,42 @@ def test_ruff_is_clean(project, command):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.slow
-def test_the_generated_tests_pass(project):
-    output = run_generated_tests(project)
+#: The last line of a pytest run under -q: "97 passed, 20 deselected in 51.33s".
+PYTEST_SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed).*) in [0-9.]+s", re.MULTILINE)
+
+
+def assert_passed_cleanly(output: str) -> None:
     assert " passed" in output
     assert "skipped" not in output
     assert " warning" not in output.splitlines()[-1], output[-3000:]  # users would see them too
+
+
+def test_the_generated_quick_loop_passes(project):
+    """The generated project's tests that need no server, browser or worker process."""
+    assert_passed_cleanly(run_generated_tests(project, "-m", "not slow"))
+
+
+@pytest.mark.slow
+def test_the_generated_slow_tests_pass(project, template, tmp_path):
+    """The rest of the generated project's tests; for `both`, the whole suite, as its README says.
+
+    The README's commands install the project in a fresh virtual environment with
+    python3 (the Python line of this suite), then run the generated suite: on another
+    line (GENERATED_PYTHON), the slow tests run in its environment instead.
+    """
+    if threading_of(project) != "both" or "GENERATED_PYTHON" in os.environ:
+        assert_passed_cleanly(run_generated_tests(project, "-m", "slow"))
+        return
+    fresh = render(template, tmp_path / "app", threading="both", executor=executor_of(project))
+    readme = (fresh / "README.md").read_text()
+    block = readme.split("## Install, serve, test", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines()]
+    assert "panel serve app.py --dev" in commands  # a server runs until stopped: checked by test_serve.py
+    assert "python -m pytest" in commands
+    script = " && ".join(command for command in commands if not command.startswith("panel serve"))
+    result = subprocess.run(["bash", "-c", script], cwd=fresh, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    summaries = PYTEST_SUMMARY.findall(result.stdout)
+    assert len(summaries) == 2, result.stdout[-3000:]  # the whole suite, then the quick loop
+    for summary in summaries:
+        assert not re.search("failed|error|skipped|warning", summary), result.stdout[-5000:]

@@ -348,7 +348,11 @@ def test_a_switch_on_a_rewritten_app_brings_the_runner_and_leaves_the_users_file
     assert f"{PACKAGE}/runners/README.md has a working example" in result.stdout + result.stderr
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert (answers["threading"], answers["executor"]) == after
-    run_generated_tests(project)
+    # The template's files are a fresh render's, whose whole suite test_render runs: here the
+    # quick loop runs them beside the user's code.
+    fresh = copy(template_repo, tmp_path / "fresh", threading=after[0], executor=after[1])
+    assert_template_files_as_rendered_afresh(project, fresh, user_files)
+    run_generated_tests(project, "-m", "not slow")
 
 
 def test_the_hook_makes_a_first_commit(template_repo, tmp_path):
