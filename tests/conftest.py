@@ -68,12 +68,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium driven by Playwright; skipped without Chromium, except in CI.
+    """Headless Chromium driven by Playwright, one per test process; skipped without it, except in CI.
 
-    One per test: Playwright's sync API keeps an event loop installed while it runs,
-    which would stop `bokeh.client.pull_session` in later tests of this process.
+    Each test opens its pages in browser contexts of its own (``new_page``). While it
+    runs, Playwright's sync API keeps an event loop running in the main thread: the
+    tests' Bokeh client sessions open in a thread of their own (support.open_sessions).
     """
     if not Path(CHROMIUM).exists():
         reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"

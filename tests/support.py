@@ -10,13 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import copier
+import panel.models  # noqa: F401  (a client must know Panel's models to read the document)
 import pytest
 import yaml
+from bokeh.client import ClientSession, pull_session
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADINGS = ("session", "global", "both")
@@ -68,6 +71,22 @@ def poll(condition: Callable[[], object], timeout: float, message: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"Not true within {timeout} s: {message}")
         time.sleep(0.05)
+
+
+#: Bokeh's client runs an event loop of its own, which cannot run in a thread where another runs:
+#: Playwright's sync API keeps one running in the main thread while a browser is open. Client
+#: sessions open and close in this thread instead.
+_CLIENT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bokeh-client")
+
+
+def open_sessions(url: str, count: int) -> list[ClientSession]:
+    """Open ``count`` sessions of the app at ``url``, as browsers do, one after the other."""
+    return _CLIENT_THREAD.submit(lambda: [pull_session(url=url) for _ in range(count)]).result(timeout=300)
+
+
+def close_sessions(sessions: list[ClientSession]) -> None:
+    """Close sessions that ``open_sessions`` opened."""
+    _CLIENT_THREAD.submit(lambda: [session.close() for session in sessions]).result(timeout=300)
 
 
 def free_port() -> int:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import panel.models  # noqa: F401  (a client must know Panel's models to read the document)
 import pytest
-from bokeh.client import pull_session
 
-from support import panel_serve, poll, threading_of
+from support import close_sessions, open_sessions, panel_serve, poll, threading_of
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +26,9 @@ def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path
             """Open and close ``count`` sessions, AT_ONCE at a time; return the peak thread count."""
             peak = 0
             for _ in range(count // AT_ONCE):
-                sessions = [pull_session(url=server.url) for _ in range(AT_ONCE)]
+                sessions = open_sessions(server.url, AT_ONCE)
                 peak = max(peak, server.status("Threads"))
-                for session in sessions:
-                    session.close()
+                close_sessions(sessions)
             if threading != "global":
                 last = f"SessionTaskRunner-{first_runner + count - 1} stopped"
                 poll(lambda: last in server.output(), timeout=60, message=f"{last}; log:\n{server.output()}")

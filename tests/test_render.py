@@ -176,6 +176,7 @@ def assert_passed_cleanly(output: str) -> None:
     assert " warning" not in output.splitlines()[-1], output[-3000:]  # users would see them too
 
 
+@pytest.mark.generated
 def test_the_generated_quick_loop_passes(project):
     """The generated project's tests that need no server, browser or worker process."""
     assert_passed_cleanly(run_generated_tests(project, "-m", "not slow"))

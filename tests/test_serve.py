@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import urllib.request
 
-import panel.models  # noqa: F401  (a client must know Panel's models to read the document)
 import pytest
-from bokeh.client import pull_session
 
-from support import executor_of, panel_serve, poll, stopped_by_ctrl_c, threading_of, tracebacks
+from support import (
+    close_sessions,
+    executor_of,
+    open_sessions,
+    panel_serve,
+    poll,
+    stopped_by_ctrl_c,
+    threading_of,
+    tracebacks,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -18,9 +25,7 @@ def test_page_loads_runners_follow_sessions_and_ctrl_c_stops(project, tmp_path):
     with panel_serve(project, tmp_path / "serve.log") as server:
         with urllib.request.urlopen(server.url, timeout=30) as response:  # the first session
             assert "<title>Panel Threading App</title>" in response.read().decode()
-        sessions = [pull_session(url=server.url) for _ in range(3)]  # three more
-        for session in sessions:
-            session.close()
+        close_sessions(open_sessions(server.url, 3))  # three more
 
         if threading in ("session", "both"):
             for number in range(1, 5):
