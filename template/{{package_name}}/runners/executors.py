@@ -20,6 +20,10 @@ class TaskCancelled(Exception):
     """Raised in a worker by ``TaskControl.raise_if_cancelled()``: the task ends as cancelled."""
 
 
+class TaskTimedOut(TaskCancelled):
+    """A task ran past its time limit; a worker that checks its control gets it as a ``TaskCancelled``."""
+
+
 class TaskControl:
     """Progress reports and cancellation, for a worker that takes a ``control`` argument.
 
@@ -37,6 +41,7 @@ class TaskControl:
 
     def __init__(self, on_report: Callable[[], object] | None = None) -> None:
         self._cancel_requested = threading.Event()
+        self._timed_out = False
         self._on_report = on_report
         self._on_cancel: list[Callable[[], object]] = []
         self._lock = threading.Lock()
@@ -48,11 +53,24 @@ class TaskControl:
         """True once the user asked the task to stop."""
         return self._cancel_requested.is_set()
 
+    @property
+    def timed_out(self) -> bool:
+        """True once the task ran past its time limit (it is then cancelled too)."""
+        return self._timed_out
+
     def cancel(self) -> None:
         """Ask the task to stop; the worker notices when it next checks."""
+        self._request_stop(timed_out=False)
+
+    def time_out(self) -> None:
+        """Ask the task to stop because it ran past its time limit (the runner calls it)."""
+        self._request_stop(timed_out=True)
+
+    def _request_stop(self, timed_out: bool) -> None:
         with self._lock:
             if self._cancel_requested.is_set():
                 return
+            self._timed_out = timed_out
             self._cancel_requested.set()
             callbacks, self._on_cancel = self._on_cancel, []
         for callback in callbacks:
@@ -76,9 +94,9 @@ class TaskControl:
             self._on_report()
 
     def raise_if_cancelled(self) -> None:
-        """Raise ``TaskCancelled`` if the user asked the task to stop."""
+        """Raise ``TaskCancelled`` if the user asked the task to stop (``TaskTimedOut`` past its time)."""
         if self.cancelled:
-            raise TaskCancelled
+            raise TaskTimedOut if self._timed_out else TaskCancelled
 
 
 class Executor(Protocol):
