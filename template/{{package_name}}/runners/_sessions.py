@@ -172,19 +172,24 @@ def call_in_session(doc: Document | None, callback: Callable[..., object], *args
     if doc is None:
         callback(*args)
         return
-    loop = _server_loop(doc)
+    loop = server_loop(doc)
     if loop is None:  # no server to hand it to (a notebook, pyodide): the document takes it
         _add_next_tick(doc, callback, args)
     else:
         loop.add_callback(_add_next_tick, doc, callback, args)
 
 
-def _server_loop(doc: Document) -> Any:
-    """The event loop of the server that serves ``doc``, or None."""
+def server_loop(doc: Document) -> Any:
+    """The event loop of the server that serves ``doc`` (a Tornado IOLoop), or None."""
     try:
         return doc.session_context.server_context.application_context.io_loop  # type: ignore[union-attr]
     except AttributeError:  # no session any more, or not a Bokeh server's
         return None
+
+
+def next_tick_in_session(doc: Document, callback: Callable[..., object], *args: Any) -> None:
+    """On the server's event loop: run ``callback(*args)`` on the session's next tick; drop it if it ended."""
+    _add_next_tick(doc, callback, args)
 
 
 def _add_next_tick(doc: Document, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
