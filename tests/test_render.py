@@ -32,7 +32,13 @@ TEMPLATE_FILES = {
 }
 COMMON_FILES = USER_FILES | TEMPLATE_FILES
 VARIANT_FILES = {
-    "session": {f"{PACKAGE}/runners/session_runner.py", "tests/runners/test_session_runner.py"},
+    "session": {
+        f"{PACKAGE}/runners/session_runner.py",
+        f"{PACKAGE}/runners/pool.py",
+        f"{PACKAGE}/runners/settings.py",
+        "tests/runners/test_session_runner.py",
+        "tests/runners/test_pool.py",
+    },
     "global": {
         f"{PACKAGE}/runners/global_runner.py",
         "tests/runners/test_global_runner.py",
@@ -41,7 +47,7 @@ VARIANT_FILES = {
     "dask": {f"{PACKAGE}/runners/dask_executor.py", "tests/runners/test_dask_executor.py"},
 }
 VARIANT_NAMES = {
-    "session": ("SessionTaskRunner", "QueueFull", "simulate_experiment", "session_runner"),
+    "session": ("SessionTaskRunner", "QueueFull", "WorkerPool", "simulate_experiment", "session_runner"),
     "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
     "dask": ("DaskExecutor", "dask_executor", "distributed", "DASK_SCHEDULER_ADDRESS"),
 }
