@@ -79,9 +79,16 @@ def poll(condition: Callable[[], object], timeout: float, message: str) -> None:
 _CLIENT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bokeh-client")
 
 
-def open_sessions(url: str, count: int) -> list[ClientSession]:
-    """Open ``count`` sessions of the app at ``url``, as browsers do, one after the other."""
-    return _CLIENT_THREAD.submit(lambda: [pull_session(url=url) for _ in range(count)]).result(timeout=300)
+def open_sessions(url: str, count: int, arguments: dict[str, str] | None = None) -> list[ClientSession]:
+    """Open ``count`` sessions of the app at ``url``, as browsers do, one after the other.
+
+    ``arguments`` are the page's query arguments (``pn.state.session_args`` in the app).
+    """
+
+    def opened() -> list[ClientSession]:
+        return [pull_session(url=url, arguments=arguments) for _ in range(count)]
+
+    return _CLIENT_THREAD.submit(opened).result(timeout=300)
 
 
 def close_sessions(sessions: list[ClientSession]) -> None:
@@ -139,11 +146,14 @@ class Server:
 
 
 @contextmanager
-def panel_serve(project: Path, log: Path, *options: str) -> Iterator[Server]:
-    """Serve the project's app.py on a free port; closed sessions go within a fraction of a second."""
+def panel_serve(project: Path, log: Path, *options: str, app: str = "app.py") -> Iterator[Server]:
+    """Serve the project's app.py (or ``app``, a script named app.py elsewhere) on a free port.
+
+    Closed sessions go within a fraction of a second.
+    """
     port = free_port()
     command = [
-        GENERATED_PYTHON, "-m", "panel", "serve", "app.py", "--address", "127.0.0.1", "--port", str(port),
+        GENERATED_PYTHON, "-m", "panel", "serve", app, "--address", "127.0.0.1", "--port", str(port),
         "--allow-websocket-origin", f"127.0.0.1:{port}",
         "--check-unused-sessions", "100", "--unused-session-lifetime", "100", *options,
     ]  # fmt: skip

@@ -1,10 +1,13 @@
-"""Sessions come and go: after a warm-up round, 100 more leave no threads and little memory."""
+"""Sessions come and go: after a warm-up round, 100 more leave no threads and little memory;
+300 sessions hold no thread while idle and share the pool's threads while busy."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from support import close_sessions, open_sessions, panel_serve, poll, threading_of
+from support import PACKAGE, close_sessions, executor_of, open_sessions, panel_serve, poll, threading_of
 
 pytestmark = pytest.mark.slow
 
@@ -51,3 +54,86 @@ def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path
         )
         assert growth_mib < MAX_GROWTH_MIB
         assert server.output().count("GlobalTaskRunner[prices] started") == (threading != "session")
+
+
+#: Sessions open at once in the pool test.
+MANY_SESSIONS = 300
+#: The generated settings.py's default (the max_workers answer).
+MAX_WORKERS = 4
+#: Threads a busy server may hold beyond its baseline and the pool's: Bokeh's and asyncio's own
+#: threads that a burst of work wakes (the issue's allowance).
+BUSY_ALLOWANCE = 2
+#: Seconds of each session's one task in the busy round.
+TASK_SECONDS = 0.1
+
+#: A served page with a session runner. The session opened with ``?start=SECONDS`` gives every
+#: other open session a task of that many seconds, and the log counts them as they finish.
+POOL_APP = """\
+import logging
+import time
+
+import panel as pn
+
+from {package}.runners import SessionTaskRunner
+
+logger = logging.getLogger("{package}.load")
+logger.setLevel(logging.INFO)
+logging.getLogger("{package}").setLevel(logging.INFO)
+
+
+def short_task(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def count_finished(event: object) -> None:
+    finished = pn.state.cache["finished"] = pn.state.cache.get("finished", 0) + 1
+    logger.info("busy round: %d tasks done", finished)
+
+
+runners = pn.state.cache.setdefault("runners", [])
+start = pn.state.session_args.get("start")
+if start:
+    for runner in runners:
+        if not runner.stopped:
+            runner.append(float(start[0]))
+    pn.pane.Str("started").servable()
+else:
+    runner = SessionTaskRunner(worker=short_task)
+    runner.param.watch(count_finished, "completed")
+    runners.append(runner)
+    pn.panel(runner).servable()
+"""
+
+
+def test_three_hundred_sessions_hold_no_thread_idle_and_share_the_pool_busy(project, tmp_path, report):
+    if (threading_of(project), executor_of(project)) != ("session", "thread"):
+        pytest.skip("the pool is the same in every variant with session runners: measured once")
+    app = tmp_path / "app.py"
+    app.write_text(POOL_APP.format(package=PACKAGE))
+    with panel_serve(project, tmp_path / "serve.log", app=str(app)) as server:
+        # The warm-up: imports, and the thread pools of Bokeh and asyncio grown to their size.
+        close_sessions(open_sessions(server.url, WARM_UP_SESSIONS))
+        poll(lambda: f"SessionTaskRunner-{WARM_UP_SESSIONS} stopped" in server.output(), timeout=60,
+             message=f"the warm-up's runners stopped; log:\n{server.output()}")  # fmt: skip
+        baseline = server.status("Threads")
+
+        sessions = open_sessions(server.url, MANY_SESSIONS)
+        idle = server.status("Threads")
+        sessions += open_sessions(server.url, 1, {"start": str(TASK_SECONDS)})
+        done = f"busy round: {MANY_SESSIONS} tasks done"
+        busy_peak, deadline = 0, time.monotonic() + 120
+        while done not in server.output():  # sampled as often as /proc allows
+            busy_peak = max(busy_peak, server.status("Threads"))
+            assert time.monotonic() < deadline, f"{done}; log:\n{server.output()[-3000:]}"
+        close_sessions(sessions)
+        last = f"SessionTaskRunner-{WARM_UP_SESSIONS + MANY_SESSIONS} stopped"
+        poll(lambda: last in server.output(), timeout=60, message=f"{last}; log:\n{server.output()[-3000:]}")
+        poll(lambda: server.status("Threads") <= baseline, timeout=30,
+             message=f"threads back to {baseline}, now {server.status('Threads')}")  # fmt: skip
+        report(
+            f"{MANY_SESSIONS} sessions, max_workers={MAX_WORKERS}: server threads {baseline} at baseline, "
+            f"{idle} with all idle, {busy_peak} at most while each ran a {TASK_SECONDS} s task, "
+            f"{server.status('Threads')} after"
+        )
+        assert idle <= baseline + MAX_WORKERS
+        assert busy_peak <= baseline + MAX_WORKERS + BUSY_ALLOWANCE
