@@ -4,9 +4,13 @@ Renders the template's ``both`` variant into a temporary folder, imports its
 runners and measures, in one run:
 
 - trivial-task throughput of SessionTaskRunner against a bare queue.Queue and thread;
+- fairness of the session runners' shared pool: 10 sessions queue 10 tasks each at once;
 - GlobalTaskRunner.remove() latency for several intervals;
-- global worker calls per second with 1 and with 30 open sessions;
-- HTTP response time of a served app, idle and while 10 sessions run one-second tasks;
+- global worker calls per second with 1 and with 300 open sessions;
+- the OS threads of a `panel serve` process (read in /proc) with 300 sessions open, idle
+  and each running a short task;
+- HTTP response time of a served app, idle and while 10 sessions run one-second tasks,
+  with the pool's max_workers at 1, 2 and the default;
 - CPU-bound task throughput, and the response time while they run, with the workers in the
   runners' threads and on Dask (executor=dask: a local cluster of worker processes);
 - render time of each variant.
@@ -22,6 +26,7 @@ import platform
 import queue
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -113,6 +118,102 @@ def runner_throughput(runners: object, tasks: int) -> float:
     return tasks / elapsed
 
 
+def fairness(runners: object, sessions: int = 10, tasks_each: int = 10) -> tuple[int, int]:
+    """10 sessions queue 10 tasks of 20 ms each at once, from threads of their own.
+
+    Return the positions, in the order the tasks finished, of the last session's first
+    task and of the earliest third task.
+    """
+    lock, order = threading.Lock(), []
+
+    def note(task: tuple[int, int]) -> None:
+        time.sleep(0.02)
+        with lock:
+            order.append(task)
+
+    session_runners = [runners.SessionTaskRunner(worker=note, max_tasks=tasks_each) for _ in range(sessions)]
+    together = threading.Barrier(sessions)
+
+    def queue_tasks(number: int) -> None:
+        together.wait()
+        for task in range(tasks_each):
+            session_runners[number].append((number, task))
+
+    feeders = [threading.Thread(target=queue_tasks, args=(number,)) for number in range(sessions)]
+    for feeder in feeders:
+        feeder.start()
+    for feeder in feeders:
+        feeder.join(60)
+    wait_for(lambda: len(order) == sessions * tasks_each)
+    for runner in session_runners:
+        runner.stop()
+    last_first = max(order.index((number, 0)) for number in range(sessions))
+    first_third = min(order.index((number, 2)) for number in range(sessions))
+    return last_first, first_third
+
+
+#: A served page with a session runner; the session opened with ``?start=SECONDS`` gives every
+#: other open session a task of that many seconds, and the log counts them as they finish.
+POOL_APP = """\
+import logging
+import time
+
+import panel as pn
+
+from panel_threading_app.runners import SessionTaskRunner
+
+logger = logging.getLogger("bench")
+logger.setLevel(logging.INFO)
+
+
+def short_task(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def count_finished(event: object) -> None:
+    finished = pn.state.cache["finished"] = pn.state.cache.get("finished", 0) + 1
+    logger.info("tasks done: %d", finished)
+
+
+runners = pn.state.cache.setdefault("runners", [])
+start = pn.state.session_args.get("start")
+if start:
+    for runner in runners:
+        if not runner.stopped:
+            runner.append(float(start[0]))
+    pn.pane.Str("started").servable()
+else:
+    runner = SessionTaskRunner(worker=short_task)
+    runner.param.watch(count_finished, "completed")
+    runners.append(runner)
+    pn.panel(runner).servable()
+"""
+
+
+def served_threads(project: Path, sessions: int, task_seconds: float = 0.1) -> tuple[int, int, int]:
+    """OS threads of a `panel serve` process: at baseline, with ``sessions`` idle, at most while busy."""
+    with panel_serve(project, "bench_pool_app", POOL_APP) as (url, server):
+        log = project / "bench_pool_app.log"
+
+        def threads() -> int:
+            status = Path(f"/proc/{server.pid}/status").read_text()
+            return int(status.split("Threads:")[1].split()[0])
+
+        for session in [pull_session(url=url) for _ in range(30)]:  # warm-up: imports, pools
+            session.close()
+        time.sleep(1)  # the closed sessions' runners stop
+        baseline = threads()
+        opened = [pull_session(url=url) for _ in range(sessions)]
+        idle = threads()
+        opened.append(pull_session(url=url, arguments={"start": str(task_seconds)}))
+        busy = 0
+        while f"tasks done: {sessions}\n" not in log.read_text():
+            busy = max(busy, threads())
+        for session in opened:
+            session.close()
+    return baseline, idle, busy
+
+
 def remove_latency(runners: object, seconds: float) -> float:
     runner = runners.GlobalTaskRunner(key=f"bench-remove-{seconds}", worker=time.monotonic, seconds=seconds)
     wait_for(lambda: runner.calls >= 1)
@@ -121,25 +222,29 @@ def remove_latency(runners: object, seconds: float) -> float:
     return time.perf_counter() - start
 
 
-@contextmanager
-def served(app: Callable[[], object]) -> Iterator[str]:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def served(app: Callable[[], object]) -> Iterator[str]:
+    port = free_port()
     server = pn.serve(
         {"app": app}, port=port, address="127.0.0.1", websocket_origin=f"127.0.0.1:{port}",
         threaded=True, show=False, verbose=False, check_unused_sessions_milliseconds=100,
         unused_session_lifetime_milliseconds=100,
     )  # fmt: skip
-
-    def listening() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    wait_for(listening)
+    wait_for(lambda: listening(port))
     try:
         yield f"http://127.0.0.1:{port}/app"
     finally:
@@ -147,40 +252,94 @@ def served(app: Callable[[], object]) -> Iterator[str]:
         server.join(10)
 
 
-def calls_per_second(runners: object, sessions: tuple[int, ...], window: float) -> list[float]:
-    """Worker calls per second of one global runner (0.01 s interval) as sessions open."""
-    calls = 0
+#: A worker for a served global feed: it counts its calls in a file the benchmark reads.
+FEED_MODULE = """\
+import os
+from pathlib import Path
 
-    def count() -> int:
-        nonlocal calls
-        calls += 1
-        return calls
+CALLS = Path(__file__).with_name("bench_feed_calls.txt")
+calls = 0
 
-    def app() -> object:
-        feed = runners.GlobalTaskRunner(key="bench-feed", worker=count, seconds=0.01)
-        return pn.pane.Str(feed.subscribe().param.value)
+
+def count() -> int:
+    global calls
+    calls += 1
+    CALLS.with_suffix(".tmp").write_text(str(calls))
+    os.replace(CALLS.with_suffix(".tmp"), CALLS)  # a reader never sees it half written
+    return calls
+"""
+
+#: A served page that shows the feed through its session's subscription.
+FEED_APP = """\
+import panel as pn
+
+from bench_feed import count
+from panel_threading_app.runners import GlobalTaskRunner
+
+feed = GlobalTaskRunner(key="bench-feed", worker=count, seconds=0.01)
+pn.pane.Str(feed.subscribe().param.value).servable()
+"""
+
+
+@contextmanager
+def panel_serve(project: Path, name: str, app: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Serve ``app`` (a script's text) with `panel serve` in a process of its own; yield its URL."""
+    (project / f"{name}.py").write_text(app)
+    port = free_port()
+    with (project / f"{name}.log").open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", f"{name}.py", "--port", str(port),
+             "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}"],
+            cwd=project, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: listening(port))
+        yield f"http://127.0.0.1:{port}/{name}", server
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def calls_per_second(project: Path, sessions: tuple[int, ...], window: float) -> list[float]:
+    """Worker calls per second of one served global runner (0.01 s interval) as sessions open."""
+    (project / "bench_feed.py").write_text(FEED_MODULE)
+    calls_file = project / "bench_feed_calls.txt"
+
+    def calls() -> int:
+        try:
+            return int(calls_file.read_text())
+        except FileNotFoundError:  # not written yet
+            return 0
 
     rates, opened = [], []
-    with served(app) as url:
+    with panel_serve(project, "bench_feed_app", FEED_APP) as (url, _):
         for wanted in sessions:
             opened += [pull_session(url=url) for _ in range(wanted - len(opened))]
-            before, start = calls, time.perf_counter()
+            time.sleep(window / 2)  # the new sessions settle
+            before, start = calls(), time.perf_counter()
             time.sleep(window)  # the measuring window itself
-            rates.append((calls - before) / (time.perf_counter() - start))
+            rates.append((calls() - before) / (time.perf_counter() - start))
         for session in opened:
             session.close()
-    runners.GlobalTaskRunner.remove_all()
     return rates
 
 
 def response_times(
-    runners: object, work: Callable[[object], object], samples: int, executor: object = None
+    runners: object,
+    work: Callable[[object], object],
+    samples: int,
+    executor: object = None,
+    max_workers: int | None = None,
 ) -> tuple[float, float]:
-    """Median GET time of the app, idle and while 10 sessions each run one-second tasks."""
+    """Median GET time of the app, idle and while 10 sessions each run one-second tasks.
+
+    The tasks run in the process's shared pool, or in a pool of ``max_workers`` threads.
+    """
     session_runners: list[object] = []
+    pool = None if max_workers is None else runners.WorkerPool(max_workers)
 
     def app() -> object:
-        runner = runners.SessionTaskRunner(worker=work, executor=executor)
+        runner = runners.SessionTaskRunner(worker=work, executor=executor, pool=pool)
         session_runners.append(runner)
         return runner
 
@@ -199,7 +358,8 @@ def response_times(
         for runner in session_runners[-10:]:
             for task in range(30):
                 runner.append(task)
-        wait_for(lambda: all(runner.busy for runner in session_runners[-10:]))
+        started = session_runners[-10:]
+        wait_for(lambda: all(runner.busy or runner.waiting_ahead is not None for runner in started))
         busy = median_get(url)
         for runner in session_runners:
             runner.clear()
@@ -207,7 +367,7 @@ def response_times(
         for session in sessions:
             session.close()
         # Closed sessions stop their runners after the running task.
-        wait_for(lambda: not any(runner.thread.is_alive() for runner in session_runners), timeout=30)
+        wait_for(lambda: all(runner.join(0) for runner in session_runners), timeout=30)
     return idle, busy
 
 
@@ -271,16 +431,36 @@ def main() -> None:
                 f"{remove_latency(runners, seconds) * 1000:.1f} ms",
             )
 
-        fan_out = 10 if args.quick else 30
-        one, many = calls_per_second(runners, (1, fan_out), window=window)
+        last_first, first_third = fairness(runners)
+        row(
+            "Fairness: 10 sessions queue 10 tasks each at once (shared pool)",
+            f"every first result by position {last_first + 1} of 100, the first third result at "
+            f"{first_third + 1}: {'fair' if last_first < first_third else 'NOT fair'}",
+        )
+
+        fan_out = 10 if args.quick else 300
+        one, many = calls_per_second(project, (1, fan_out), window=window)
         row("Global worker calls/s, interval 0.01 s, 1 session", f"{one:.0f}")
-        row(f"Global worker calls/s, interval 0.01 s, {fan_out} sessions", f"{many:.0f}")
+        row(f"Global worker calls/s, interval 0.01 s, {fan_out} sessions", f"{many:.0f} ({many / one:.2f}x)")
+
+        idle_sessions = 30 if args.quick else 300
+        baseline, idle_threads, busy_threads = served_threads(project, idle_sessions)
+        default_workers = runners.shared_pool().max_workers
+        row(
+            f"`panel serve` OS threads, {idle_sessions} sessions (max_workers={default_workers})",
+            f"{baseline} at baseline, {idle_threads} all idle, {busy_threads} at most while each runs "
+            "a 0.1 s task",
+        )
 
         idle, sleeping = response_times(runners, sleep_one_second, samples=samples)
-        _, computing = response_times(runners, compute_one_second, samples=samples)
         row(f"GET /app, idle server (median of {samples})", f"{idle * 1000:.0f} ms")
         row("GET /app, 10 sessions in 1 s sleeping tasks", f"{sleeping * 1000:.0f} ms")
-        row("GET /app, 10 sessions in 1 s CPU-bound tasks", f"{computing * 1000:.0f} ms")
+        for max_workers in (1, 2, default_workers):
+            _, computing = response_times(runners, compute_one_second, samples, max_workers=max_workers)
+            row(
+                f"GET /app, 10 sessions in 1 s CPU-bound tasks, max_workers={max_workers}",
+                f"{computing * 1000:.0f} ms ({computing / idle:.1f}x idle)",
+            )
 
         sys.path.insert(0, str(Path(workdir) / "dask"))
         on_dask = importlib.import_module(f"{DASK_PACKAGE}.runners")
