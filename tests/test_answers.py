@@ -31,6 +31,7 @@ from support import ROOT, render
         ({"author_email": "nobody"}, "does not look like an e-mail address"),
         ({"threading": "process"}, "Invalid choice for 'threading'"),
         ({"threading": "session", "max_tasks": 0}, "must take at least 1 task"),
+        ({"threading": "both", "max_workers": 0}, "At least 1 task must be able to run"),
         ({"threading": "global", "global_interval_seconds": 0}, "must be more than 0 seconds"),
         ({"threading": "both", "global_interval_seconds": -2.5}, "must be more than 0 seconds"),
     ],
@@ -74,6 +75,12 @@ def test_names_and_quotes_reach_the_code_intact(template, tmp_path):
 def test_the_queue_size_reaches_the_app(template, tmp_path):
     project = render(template, tmp_path / "project", threading="both", max_tasks=7)
     assert "MAX_QUEUED_EXPERIMENTS = 7\n" in (project / "panel_threading_app" / "app.py").read_text()
+
+
+def test_max_workers_reaches_the_runners_settings(template, tmp_path):
+    project = render(template, tmp_path / "project", threading="session", max_workers=2)
+    settings = (project / "panel_threading_app" / "runners" / "settings.py").read_text()
+    assert "MAX_WORKERS = 2\n" in settings
 
 
 def test_the_interval_reaches_the_app(template, tmp_path):
