@@ -189,7 +189,7 @@ def running(modules, client, worker_name: str) -> Iterator:
         yield runner
     finally:
         runner.stop()
-        assert runner.join(timeout=10), f"{runner.thread.name} did not end"
+        assert runner.join(timeout=10), f"{runner.name} did not end"
 
 
 @pytest.fixture
@@ -256,7 +256,7 @@ def test_a_call_that_keeps_killing_workers_is_reported_as_failed(modules, start_
         poll(lambda: runner.completed == 1, timeout=60, message="the call was given up, not left hanging")
         assert runner.outcome == "failed"
         assert type(runner.exception).__name__ == "KilledWorker"
-        assert runner.thread.is_alive()
+        assert not runner.stopped
         poll(lambda: runner.status == "Idle", timeout=10, message="the runner waits for the next task")
 
 

@@ -18,6 +18,8 @@ WARM_UP_SESSIONS = 100
 AT_ONCE = 10
 #: Memory a warmed-up server may keep after 100 more sessions are gone, in MiB.
 MAX_GROWTH_MIB = 20
+#: Session runners on each page of the example: the experiments and the preview.
+EXAMPLE_SESSION_RUNNERS = 2
 
 
 def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path, report):
@@ -32,7 +34,7 @@ def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path
                 peak = max(peak, server.status("Threads"))
                 close_sessions(sessions)
             if threading != "global":
-                last = f"SessionTaskRunner-{first_runner + count - 1} stopped"
+                last = f"SessionTaskRunner-{first_runner + count * EXAMPLE_SESSION_RUNNERS - 1} stopped"
                 poll(lambda: last in server.output(), timeout=60, message=f"{last}; log:\n{server.output()}")
             return peak
 
@@ -41,9 +43,10 @@ def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path
         round_of_sessions(first_runner=1, count=WARM_UP_SESSIONS)
         warmed = WARM_UP_SESSIONS
         baseline_threads, baseline_kib = server.status("Threads"), server.status("VmRSS")
-        peak = round_of_sessions(first_runner=warmed + 1, count=SESSIONS)
+        peak = round_of_sessions(first_runner=warmed * EXAMPLE_SESSION_RUNNERS + 1, count=SESSIONS)
         if threading != "global":
-            assert server.output().count(" stopped") >= warmed + SESSIONS
+            runners = (warmed + SESSIONS) * EXAMPLE_SESSION_RUNNERS
+            assert server.output().count(" stopped") >= runners
         poll(lambda: server.status("Threads") <= baseline_threads, timeout=60,
              message=f"threads back to {baseline_threads}, now {server.status('Threads')}")  # fmt: skip
         growth_mib = (server.status("VmRSS") - baseline_kib) / 1024

@@ -19,6 +19,9 @@ from support import (
 
 pytestmark = pytest.mark.slow
 
+#: Session runners on each page of the example: the experiments and the preview.
+EXAMPLE_SESSION_RUNNERS = 2
+
 
 def test_page_loads_runners_follow_sessions_and_ctrl_c_stops(project, tmp_path):
     threading = threading_of(project)
@@ -28,11 +31,12 @@ def test_page_loads_runners_follow_sessions_and_ctrl_c_stops(project, tmp_path):
         close_sessions(open_sessions(server.url, 3))  # three more
 
         if threading in ("session", "both"):
-            for number in range(1, 5):
+            runners = 4 * EXAMPLE_SESSION_RUNNERS
+            for number in range(1, runners + 1):
                 stopped = f"SessionTaskRunner-{number} stopped"
                 poll(lambda stopped=stopped: stopped in server.output(), timeout=30,
                      message=f"{stopped} with its session; log:\n{server.output()}")  # fmt: skip
-            assert "SessionTaskRunner-5" not in server.output()
+            assert f"SessionTaskRunner-{runners + 1}" not in server.output()
         if threading in ("global", "both"):
             poll(lambda: "GlobalTaskRunner[prices] started" in server.output(), timeout=30,
                  message=f"the global runner started; log:\n{server.output()}")  # fmt: skip
