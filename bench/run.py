@@ -164,6 +164,7 @@ from panel_threading_app.runners import SessionTaskRunner
 
 logger = logging.getLogger("bench")
 logger.setLevel(logging.INFO)
+logging.getLogger("panel_threading_app").setLevel(logging.INFO)  # the runners' stop lines
 
 
 def short_task(seconds: float) -> None:

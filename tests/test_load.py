@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pytest
 
-from support import PACKAGE, close_sessions, executor_of, open_sessions, panel_serve, poll, threading_of
+from support import ROOT, close_sessions, executor_of, open_sessions, panel_serve, poll, threading_of
 
 pytestmark = pytest.mark.slow
 
@@ -69,56 +70,27 @@ BUSY_ALLOWANCE = 2
 #: Seconds of each session's one task in the busy round.
 TASK_SECONDS = 0.1
 
-#: A served page with a session runner. The session opened with ``?start=SECONDS`` gives every
-#: other open session a task of that many seconds, and the log counts them as they finish.
-POOL_APP = """\
-import logging
-import time
 
-import panel as pn
-
-from {package}.runners import SessionTaskRunner
-
-logger = logging.getLogger("{package}.load")
-logger.setLevel(logging.INFO)
-logging.getLogger("{package}").setLevel(logging.INFO)
-
-
-def short_task(seconds: float) -> None:
-    time.sleep(seconds)
-
-
-def count_finished(event: object) -> None:
-    finished = pn.state.cache["finished"] = pn.state.cache.get("finished", 0) + 1
-    logger.info("busy round: %d tasks done", finished)
-
-
-runners = pn.state.cache.setdefault("runners", [])
-start = pn.state.session_args.get("start")
-if start:
-    for runner in runners:
-        if not runner.stopped:
-            runner.append(float(start[0]))
-    pn.pane.Str("started").servable()
-else:
-    runner = SessionTaskRunner(worker=short_task)
-    runner.param.watch(count_finished, "completed")
-    runners.append(runner)
-    pn.panel(runner).servable()
-"""
+def pool_app() -> str:
+    """The benchmark's served page with a session runner: the session opened with ``?start=SECONDS``
+    gives every other open session a task of that many seconds, and the log counts them."""
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.POOL_APP
 
 
 def test_three_hundred_sessions_hold_no_thread_idle_and_share_the_pool_busy(project, tmp_path, report):
     if (threading_of(project), executor_of(project)) != ("session", "thread"):
         pytest.skip("the pool is the same in every variant with session runners: measured once")
     app = tmp_path / "app.py"
-    app.write_text(POOL_APP.format(package=PACKAGE))
+    app.write_text(pool_app())
     with panel_serve(project, tmp_path / "serve.log", app=str(app)) as server:
 
         def busy_round(sessions: list[object], first_runner: int, finished: int) -> int:
             """Give each open session a task, wait for them all, close them; return the peak thread count."""
             sessions += open_sessions(server.url, 1, {"start": str(TASK_SECONDS)})
-            done = f"busy round: {finished} tasks done"
+            done = f"tasks done: {finished}\n"
             peak, deadline = 0, time.monotonic() + 120
             while done not in server.output():  # sampled as often as /proc allows
                 peak = max(peak, server.status("Threads"))
