@@ -174,9 +174,9 @@ def call_in_session(doc: Document | None, callback: Callable[..., object], *args
         return
     loop = server_loop(doc)
     if loop is None:  # no server to hand it to (a notebook, pyodide): the document takes it
-        _add_next_tick(doc, callback, args)
+        next_tick_in_session(doc, callback, *args)
     else:
-        loop.add_callback(_add_next_tick, doc, callback, args)
+        loop.add_callback(next_tick_in_session, doc, callback, *args)
 
 
 def server_loop(doc: Document) -> Any:
@@ -188,11 +188,10 @@ def server_loop(doc: Document) -> Any:
 
 
 def next_tick_in_session(doc: Document, callback: Callable[..., object], *args: Any) -> None:
-    """On the server's event loop: run ``callback(*args)`` on the session's next tick; drop it if it ended."""
-    _add_next_tick(doc, callback, args)
+    """Run ``callback(*args)`` on the session's next tick, or drop it if the session ended.
 
-
-def _add_next_tick(doc: Document, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+    Call it on the event loop that serves ``doc``; ``call_in_session`` hands it there from any thread.
+    """
     try:
         doc.add_next_tick_callback(partial(callback, *args))
     except Exception:  # the session was destroyed under us: nobody is left to update
