@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,14 @@ def test_answers_are_recorded(project):
     assert ("max_tasks" in answers) == (answers["threading"] != "global")
 
 
+def test_the_dependency_groups_and_the_extras_list_the_same_tools(project):
+    """New READMEs install the groups; the extras keep older READMEs' `.[dev,test]` working."""
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    groups, extras = pyproject["dependency-groups"], pyproject["project"]["optional-dependencies"]
+    assert groups["test"] == extras["test"]
+    assert groups["dev"] == [{"include-group": "test"}, *extras["dev"]]
+
+
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_ruff_is_clean(project, command):
     result = subprocess.run(
@@ -188,27 +197,75 @@ def test_the_generated_quick_loop_passes(project):
     assert_passed_cleanly(run_generated_tests(project, "-m", "not slow"))
 
 
+def install_blocks(readme: str) -> tuple[list[str], list[str]]:
+    """The commands of the README's "Install, serve, test" section: the uv block and the pip block."""
+    section = readme.split("## Install, serve, test", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
+    assert len(blocks) == 2, "a uv block, then a pip block"
+    uv, pip = ([line.split("  #")[0].strip() for line in block.splitlines()] for block in blocks)
+    return uv, pip
+
+
+def run_readme_commands(commands: list[str], cwd: Path) -> str:
+    """Run README commands in order in bash, as a user pastes them; return what they printed.
+
+    uv takes the suite's interpreter (the Python line under test) and never downloads one.
+    """
+    environment = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
+    environment |= {"UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never"}
+    # uv, installed with the suite, as an activated environment has it on the PATH
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment["PATH"]])
+    script = " && ".join(commands)
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=environment, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return result.stdout
+
+
+def assert_clean_summaries(output: str, count: int) -> None:
+    summaries = PYTEST_SUMMARY.findall(output)
+    assert len(summaries) == count, output[-3000:]
+    for summary in summaries:
+        assert not re.search("failed|error|skipped|warning", summary), output[-5000:]
+
+
 @pytest.mark.slow
 def test_the_generated_slow_tests_pass(project, template, tmp_path):
     """The rest of the generated project's tests; for `both`, the whole suite, as its README says.
 
-    The README's commands install the project in a fresh virtual environment with
-    python3 (the Python line of this suite), then run the generated suite: on another
-    line (GENERATED_PYTHON), the slow tests run in its environment instead.
+    For `both`, a fresh render runs the README's uv commands: `uv sync` with
+    this suite's Python line, the whole generated suite, then the quick loop.
+    On another line (GENERATED_PYTHON), the slow tests run in its environment instead.
     """
     if threading_of(project) != "both" or "GENERATED_PYTHON" in os.environ:
         assert_passed_cleanly(run_generated_tests(project, "-m", "slow"))
         return
     fresh = render(template, tmp_path / "app", threading="both", executor=executor_of(project))
-    readme = (fresh / "README.md").read_text()
-    block = readme.split("## Install, serve, test", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    commands = [line.split("  #")[0].strip() for line in block.splitlines()]
-    assert "panel serve app.py --dev" in commands  # a server runs until stopped: checked by test_serve.py
-    assert "python -m pytest" in commands
-    script = " && ".join(command for command in commands if not command.startswith("panel serve"))
-    result = subprocess.run(["bash", "-c", script], cwd=fresh, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    summaries = PYTEST_SUMMARY.findall(result.stdout)
-    assert len(summaries) == 2, result.stdout[-3000:]  # the whole suite, then the quick loop
-    for summary in summaries:
-        assert not re.search("failed|error|skipped|warning", summary), result.stdout[-5000:]
+    uv, _ = install_blocks((fresh / "README.md").read_text())
+    assert uv[0] == "uv sync"
+    assert "uv run panel serve app.py --dev" in uv  # a server runs until stopped: checked by test_serve.py
+    assert "uv run pytest" in uv
+    output = run_readme_commands([command for command in uv if " panel serve " not in command], fresh)
+    assert_clean_summaries(output, 2)  # the whole suite, then the quick loop
+    assert (fresh / "uv.lock").exists(), "uv sync wrote the lock file the README says to commit"
+
+
+@pytest.mark.slow
+def test_the_readme_pip_commands_install_the_project(template, tmp_path):
+    """The README's pip block, from a fresh render: the virtual environment, the install, the quick loop.
+
+    The whole suite runs on the uv install (the test above): the code is the same.
+    """
+    if "GENERATED_PYTHON" in os.environ:
+        pytest.skip("the pip block runs python3, this suite's line: tested in its own pass")
+    fresh = render(template, tmp_path / "app", threading="both", executor="thread")
+    _, pip = install_blocks((fresh / "README.md").read_text())
+    assert pip[0].startswith("python3 -m venv .venv")
+    assert "panel serve app.py --dev" in pip
+    assert "python -m pytest" in pip
+    quick = 'python -m pytest -m "not slow"'
+    assert quick in pip
+    install = pip[: pip.index("panel serve app.py --dev")]
+    assert_clean_summaries(run_readme_commands([*install, quick], fresh), 1)
+    assert not (fresh / "uv.lock").exists()
