@@ -33,6 +33,7 @@ PACKAGE = "panel_threading_app"
 #: The user's files: written by `copier copy`, never by an update (copier.yml's `_exclude`).
 USER_FILES = frozenset(
     {
+        ".github/workflows/ci.yml",
         "README.md",
         "app.py",
         f"{PACKAGE}/__init__.py",
