@@ -33,7 +33,9 @@ PACKAGE = "panel_threading_app"
 #: The user's files: written by `copier copy`, never by an update (copier.yml's `_exclude`).
 USER_FILES = frozenset(
     {
+        ".dockerignore",
         ".github/workflows/ci.yml",
+        "Dockerfile",
         "README.md",
         "app.py",
         f"{PACKAGE}/__init__.py",

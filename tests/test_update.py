@@ -243,6 +243,11 @@ def rewrite_as_a_user(
     workflow = project / ".github" / "workflows" / "ci.yml"
     if workflow.exists():  # made by a release that writes it: the user's from then on
         workflow.write_text(workflow.read_text() + "      - name: Deploy\n        run: ./deploy.sh\n")
+    dockerfile = project / "Dockerfile"
+    if dockerfile.exists():
+        dockerfile.write_text(
+            dockerfile.read_text().replace("WORKDIR /app", "RUN apt-get update\nWORKDIR /app", 1)
+        )
     commit_all(project, "My own app")
     return {name: (project / name).read_bytes() for name in REWRITTEN_USER_FILES if (project / name).exists()}
 

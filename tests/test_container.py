@@ -1,0 +1,137 @@
+"""The generated container: a Dockerfile hadolint accepts, and its CMD line run as a process serves
+the app, answers /liveness and stops cleanly on SIGTERM, as `docker stop` sends it.
+
+Docker cannot build images on this machine (no daemon), so the image's command runs here in the
+suite's environment for the generated project: the same line, the same variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from support import (
+    GENERATED_PYTHON,
+    alive,
+    close_sessions,
+    descendants,
+    executor_of,
+    free_port,
+    open_sessions,
+    poll,
+    threading_of,
+)
+
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def dockerfile_instructions(project: Path) -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (keyword, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", "", (project / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def dockerfile_env(project: Path) -> dict[str, str]:
+    """The variables the Dockerfile's ENV lines set (NAME=value pairs)."""
+    found: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions(project):
+        if keyword == "ENV":
+            for pair in re.findall(r'(\w+)=("[^"]*"|\S+)', arguments):
+                found[pair[0]] = pair[1].strip('"')
+    return found
+
+
+def test_the_dockerfile_passes_hadolint(project):
+    result = subprocess.run([HADOLINT, "Dockerfile"], cwd=project, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_installs_the_locked_app_and_runs_as_a_user(project):
+    instructions = dockerfile_instructions(project)
+    assert instructions[0][0] == "FROM"
+    assert instructions[0][1].endswith("-slim")
+    runs = " ".join(arguments for keyword, arguments in instructions if keyword == "RUN")
+    assert "uv sync --locked --no-dev" in runs
+    users = [arguments for keyword, arguments in instructions if keyword == "USER"]
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert any(keyword == "HEALTHCHECK" and "/liveness" in arguments for keyword, arguments in instructions)
+    ignored = (project / ".dockerignore").read_text().split()
+    assert {".git/", ".venv/"} <= set(ignored)
+
+
+def liveness(port: int) -> object:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+def test_the_image_command_serves_and_stops_cleanly_on_sigterm(project, tmp_path, report):
+    if threading_of(project) != "both":
+        pytest.skip("the container is the same in every variant: run once per executor, with `both`")
+    (command,) = [
+        json.loads(arguments) for keyword, arguments in dockerfile_instructions(project) if keyword == "CMD"
+    ]
+    assert "--dev" not in command[-1]
+    for flag in ("--address 0.0.0.0", '--allow-websocket-origin "$ALLOWED_ORIGIN"', "--liveness"):
+        assert flag in command[-1]
+    port = free_port()
+    environment = os.environ | dockerfile_env(project)
+    environment |= {
+        "PATH": os.pathsep.join([str(Path(GENERATED_PYTHON).parent), os.environ["PATH"]]),
+        "PORT": str(port),
+        "ALLOWED_ORIGIN": f"127.0.0.1:{port}",
+    }
+    environment.pop("VIRTUAL_ENV", None)
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=project,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        poll(
+            lambda: liveness(port) == {"/liveness": True},
+            timeout=60,
+            message=f"/liveness; log:\n{log.read_text()}",
+        )
+        sessions = open_sessions(f"http://127.0.0.1:{port}/app", 1)
+        assert sessions[0].document.roots, "the page rendered"
+        if executor_of(project) == "dask":  # the page's first call starts the local cluster
+            poll(
+                lambda: "Dask: started a local cluster" in log.read_text(),
+                timeout=60,
+                message=log.read_text(),
+            )
+        close_sessions(sessions)
+        children = descendants(process.pid)
+        start = time.monotonic()
+        process.send_signal(signal.SIGTERM)  # to the server alone, as `docker stop` signals PID 1
+        code = process.wait(timeout=60)
+        seconds = time.monotonic() - start
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    output = log.read_text()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    poll(lambda: not any(alive(pid) for pid in children), timeout=30, message="the worker processes ended")
+    report(f"SIGTERM, image command, both-{executor_of(project)}: exit code 0 after {seconds:.2f} s")
