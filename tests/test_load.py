@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 
 import pytest
@@ -25,6 +26,8 @@ EXAMPLE_SESSION_RUNNERS = 2
 
 def test_a_hundred_sessions_leave_no_threads_and_little_memory(project, tmp_path, report):
     threading = threading_of(project)
+    if "GENERATED_PYTHON" in os.environ and threading != "both":
+        pytest.skip("another line: measured with `both`, whose page has every runner (all six on this one)")
     with panel_serve(project, tmp_path / "serve.log") as server:
 
         def round_of_sessions(first_runner: int, count: int) -> int:
