@@ -7,12 +7,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from support import (
+    ROOT,
     alive,
     descendants,
     executor_of,
@@ -28,6 +30,12 @@ pytestmark = pytest.mark.slow
 #: The default answer to max_tasks.
 MAX_TASKS = 20
 RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
+
+
+def network_host(url: str) -> str | None:
+    """The host and port a request goes to; None for data: and blob: URLs, which stay in the page."""
+    parts = urlsplit(url)
+    return parts.netloc if parts.scheme in ("http", "https", "ws", "wss") else None
 
 
 def open_app(page: Page, url: str) -> None:
@@ -120,16 +128,28 @@ def save_until_reloaded(page: Page, path: Path, text: str, timeout: float = 30) 
                 raise
 
 
+#: Where the suite keeps a screenshot of each variant's page (CI keeps the folder as an artifact).
+SCREENSHOTS = ROOT / "test-results"
+
+
 def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
     threading = threading_of(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
         page, other = new_page(), new_page()
+        hosts: set[str | None] = set()
+        frames: list[str] = []
+        page.on("request", lambda request: hosts.add(network_host(request.url)))
+        page.on("websocket", lambda socket: socket.on("framereceived", lambda data: frames.append(str(data))))
         open_app(page, server.url)
         open_app(other, server.url)
         if threading in ("session", "both"):
             check_session_queue(page)
         if threading in ("global", "both"):
             check_shared_prices(page, other)
+            assert any("ColumnsStreamed" in frame for frame in frames), "new prices are streamed to the chart"
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"page-{threading}-{executor_of(project)}.png", full_page=True)
+        assert hosts - {None} == {f"127.0.0.1:{server.port}"}, "the page asks no host but its server"
         # The one traceback is the failing task's, logged on purpose.
         tracebacks = server.output().count("Traceback (most recent call last)")
         assert tracebacks == server.output().count("task -1 failed")

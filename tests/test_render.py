@@ -67,7 +67,7 @@ def chosen(project: Path) -> set[str]:
 #: so that its tests and runners keep working once the user replaced the example.
 USER_NAMES = re.compile(
     rf"{PACKAGE}\.(app|workers)\b|from \.\.?(app|workers) import|import_module\([^)]*(app|workers)\b"
-    r"|\b(simulate_experiment|fetch_prices|experiments_panel|prices_panel|create_app)\b"
+    r"|\b(simulate_experiment|fetch_prices|experiments_panel|prices_panel|create_app|add_experiments|add_prices)\b"
     r"|EXPERIMENT_SECONDS|TICKERS|Run experiment|Cancel running|Clear queue|\bapp\.py\b"
 )
 
