@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -225,13 +226,29 @@ def run_generated_tests(project: Path, *options: str) -> str:
     return result.stdout
 
 
+def write_to_a_page_that_left(traceback: str) -> bool:
+    """True for Tornado's failed write to a page that has gone (a reload, a closed tab).
+
+    Panel writes some messages to the websocket itself; when the page left
+    meanwhile, asyncio logs the failed write as "Task exception was never
+    retrieved", with a traceback that is all Tornado's. Nothing is lost: the
+    page is gone.
+    """
+    frames = re.findall(r'File "([^"]+)", line \d+, in (\w+)', traceback)
+    closed = "StreamClosedError" in traceback or "WebSocketClosedError" in traceback
+    return closed and bool(frames) and all(path.endswith("tornado/websocket.py") for path, _ in frames)
+
+
 def tracebacks(output: str) -> list[str]:
-    """The tracebacks in a server's output, each up to the next timestamped log line."""
+    """The tracebacks in a server's output, each up to the next timestamped log line, but for
+    failed writes to pages that have gone."""
     found = []
     for chunk in output.split("Traceback (most recent call last):")[1:]:
         lines = chunk.splitlines()
         end = next((n for n, line in enumerate(lines[1:], 1) if line[:2] == "20"), len(lines))
-        found.append("\n".join(lines[:end]))
+        traceback = "\n".join(lines[:end])
+        if not write_to_a_page_that_left(traceback):
+            found.append(traceback)
     return found
 
 

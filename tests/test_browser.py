@@ -7,14 +7,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from support import (
-    ROOT,
     alive,
     descendants,
     executor_of,
@@ -30,12 +28,6 @@ pytestmark = pytest.mark.slow
 #: The default answer to max_tasks.
 MAX_TASKS = 20
 RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
-
-
-def network_host(url: str) -> str | None:
-    """The host and port a request goes to; None for data: and blob: URLs, which stay in the page."""
-    parts = urlsplit(url)
-    return parts.netloc if parts.scheme in ("http", "https", "ws", "wss") else None
 
 
 def open_app(page: Page, url: str) -> None:
@@ -128,17 +120,11 @@ def save_until_reloaded(page: Page, path: Path, text: str, timeout: float = 30) 
                 raise
 
 
-#: Where the suite keeps a screenshot of each variant's page (CI keeps the folder as an artifact).
-SCREENSHOTS = ROOT / "test-results"
-
-
 def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
     threading = threading_of(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
         page, other = new_page(), new_page()
-        hosts: set[str | None] = set()
         frames: list[str] = []
-        page.on("request", lambda request: hosts.add(network_host(request.url)))
         page.on("websocket", lambda socket: socket.on("framereceived", lambda data: frames.append(str(data))))
         open_app(page, server.url)
         open_app(other, server.url)
@@ -147,12 +133,8 @@ def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
         if threading in ("global", "both"):
             check_shared_prices(page, other)
             assert any("ColumnsStreamed" in frame for frame in frames), "new prices are streamed to the chart"
-        SCREENSHOTS.mkdir(exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / f"page-{threading}-{executor_of(project)}.png", full_page=True)
-        assert hosts - {None} == {f"127.0.0.1:{server.port}"}, "the page asks no host but its server"
         # The one traceback is the failing task's, logged on purpose.
-        tracebacks = server.output().count("Traceback (most recent call last)")
-        assert tracebacks == server.output().count("task -1 failed")
+        assert len(tracebacks(server.output())) == server.output().count("task -1 failed")
 
 
 def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
@@ -247,7 +229,7 @@ def check_ctrl_c_while_a_task_runs(project: Path, tmp_path: Path, new_page, repo
         assert code == 0
         assert seconds < EXIT_SECONDS, "the server waited for the running experiment"
         assert stopped_by_ctrl_c(server.output())
-        assert tracebacks(server.output()) == []
+        assert tracebacks(server.output()) == [], server.output()[-8000:]
         poll(lambda: not any(alive(pid) for pid in children), timeout=10,
              message=f"the server's {len(children)} child processes end with it")  # fmt: skip
         if on_dask:
@@ -261,7 +243,7 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
     with panel_serve(project, tmp_path / "serve.log", "--dev") as server, restored(workers):
         page = new_page()
         open_app(page, server.url)
-        expect(page.get_by_role("heading", name="Panel Threading App")).to_be_visible()
+        expect(page.get_by_role("link", name="Panel Threading App")).to_be_visible()  # the title bar
         for edit in range(1, 4):
             text = original.replace('TICKERS = ("ACME", "GLOBEX", "INITECH")', f'TICKERS = ("EDIT{edit}",)')
             text = text.replace('return f"{samples} samples:', f'return f"edit {edit}: {{samples}} samples:')
@@ -283,4 +265,4 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
         report(f"Ctrl+C under --dev, {threading}: exit code {code} after {seconds:.2f} s")
     assert code == 0
     assert stopped_by_ctrl_c(server.output())
-    assert tracebacks(server.output()) == []
+    assert tracebacks(server.output()) == [], server.output()[-8000:]
