@@ -301,6 +301,18 @@ def panel_serve(project: Path, name: str, app: str) -> Iterator[tuple[str, subpr
         server.wait(30)
 
 
+def example_page_session(project: Path, sessions: int) -> float:
+    """Median seconds to open and close one session of the project's example page (a Bokeh client)."""
+    times = []
+    with panel_serve(project, "example_page", (project / "app.py").read_text()) as (url, _):
+        pull_session(url=url).close()  # the first session imports the app
+        for _ in range(sessions):
+            start = time.perf_counter()
+            pull_session(url=url).close()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def calls_per_second(project: Path, sessions: tuple[int, ...], window: float) -> list[float]:
     """Worker calls per second of one served global runner (0.01 s interval) as sessions open."""
     (project / "bench_feed.py").write_text(FEED_MODULE)
@@ -437,6 +449,12 @@ def main() -> None:
             "Fairness: 10 sessions queue 10 tasks each at once (shared pool)",
             f"every first result by position {last_first + 1} of 100, the first third result at "
             f"{first_third + 1}: {'fair' if last_first < first_third else 'NOT fair'}",
+        )
+
+        page_sessions = 5 if args.quick else 20
+        row(
+            f"Open and close a session of the example page (`both`, median of {page_sessions})",
+            f"{example_page_session(project, page_sessions) * 1000:.0f} ms",
         )
 
         fan_out = 10 if args.quick else 300
