@@ -239,6 +239,15 @@ def write_to_a_page_that_left(traceback: str) -> bool:
     return closed and bool(frames) and all(path.endswith("tornado/websocket.py") for path, _ in frames)
 
 
+def install_blocks(readme: str) -> tuple[list[str], list[str]]:
+    """The commands of the README's "Install, serve, test" section: the uv block and the pip block."""
+    section = readme.split("## Install, serve, test", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
+    assert len(blocks) == 2, "a uv block, then a pip block"
+    uv, pip = ([line.split("  #")[0].strip() for line in block.splitlines()] for block in blocks)
+    return uv, pip
+
+
 def tracebacks(output: str) -> list[str]:
     """The tracebacks in a server's output, each up to the next timestamped log line, but for
     failed writes to pages that have gone."""

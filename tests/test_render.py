@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import PACKAGE, USER_FILES, executor_of, render, run_generated_tests, threading_of
+from support import (
+    PACKAGE,
+    USER_FILES,
+    executor_of,
+    install_blocks,
+    render,
+    run_generated_tests,
+    threading_of,
+)
 
 #: The template's files in every variant: the runners' folders, tool settings, the answers.
 TEMPLATE_FILES = {
@@ -199,15 +207,6 @@ def assert_passed_cleanly(output: str) -> None:
 def test_the_generated_quick_loop_passes(project):
     """The generated project's tests that need no server, browser or worker process."""
     assert_passed_cleanly(run_generated_tests(project, "-m", "not slow"))
-
-
-def install_blocks(readme: str) -> tuple[list[str], list[str]]:
-    """The commands of the README's "Install, serve, test" section: the uv block and the pip block."""
-    section = readme.split("## Install, serve, test", 1)[1].split("\n## ", 1)[0]
-    blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
-    assert len(blocks) == 2, "a uv block, then a pip block"
-    uv, pip = ([line.split("  #")[0].strip() for line in block.splitlines()] for block in blocks)
-    return uv, pip
 
 
 def run_readme_commands(commands: list[str], cwd: Path) -> str:

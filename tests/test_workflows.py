@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import ROOT
+from support import ROOT, install_blocks
 
 #: The checkers, installed with the suite: GitHub's workflow schema, and zizmor's security audits.
 BIN = Path(sys.executable).parent
@@ -35,12 +35,6 @@ def run_lines(workflow: dict) -> list[str]:
     return [line.strip() for step in steps for line in step.get("run", "").splitlines() if line.strip()]
 
 
-def readme_uv_commands(project: Path) -> list[str]:
-    section = (project / "README.md").read_text().split("## Install, serve, test", 1)[1]
-    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
-    return [line.split("  #")[0].strip() for line in block.splitlines()]
-
-
 def test_the_generated_workflow_is_valid(project):
     check_workflow(project / ".github" / "workflows" / "ci.yml")
 
@@ -48,7 +42,7 @@ def test_the_generated_workflow_is_valid(project):
 def test_the_generated_workflow_runs_the_readmes_commands_on_every_python_line(project):
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     commands = run_lines(workflow)
-    readme = readme_uv_commands(project)
+    readme, _ = install_blocks((project / "README.md").read_text())
     for command in ("uv sync", "uv run pytest"):  # the install, and the whole suite
         assert command in readme
         assert command in commands
