@@ -269,3 +269,118 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
     assert code == 0
     assert stopped_by_ctrl_c(server.output())
     assert tracebacks(server.output()) == [], server.output()[-8000:]
+
+
+def reload(page: Page) -> None:
+    """Reload the page and wait for its websocket to answer."""
+    with page.expect_websocket() as opened:
+        page.reload()
+    opened.value.wait_for_event("framereceived")
+
+
+def progress_percent(page: Page) -> int:
+    """The running task's progress, read from the runner's status line ("Processing 40% ...")."""
+    status = page.get_by_text(re.compile(r"^Processing \d+%")).inner_text()
+    return int(re.match(r"^Processing (\d+)%", status).group(1))
+
+
+def test_a_reload_finds_the_running_task_the_queue_and_the_results(project, tmp_path, new_page):
+    if threading_of(project) == "global":
+        pytest.skip("the global variant has no per-session tasks")
+    workers = next(project.glob("*/workers.py"))
+    with restored(workers):
+        # Experiments of 4 s: the reload lands while the first one runs.
+        workers.write_text(workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 4"))
+        with panel_serve(project, tmp_path / "serve.log") as server:
+            page = new_page()
+            open_app(page, server.url)
+            for samples in (111, 222, 333):
+                add_task(page, samples)
+            expect(page.get_by_text("Queued: 2")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
+
+            reload(page)
+            assert "a new session of its browser attached to it" in server.output()
+            expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^Queued: [12]$"))).to_be_visible()
+            before = progress_percent(page)
+            poll(lambda: "Processing" not in page.inner_text("body") or progress_percent(page) != before,
+                 timeout=30, message="the progress moves on after the reload")  # fmt: skip
+
+            # Another browser, given the same address, has a queue of its own.
+            stranger = new_page()
+            open_app(stranger, page.url)
+            expect(stranger.get_by_text("No results yet.")).to_be_visible()
+            expect(stranger.get_by_text("Queued: 0")).to_be_visible()
+            expect(stranger.get_by_text("Idle")).to_be_visible()
+
+            expect(page.get_by_role("listitem")).to_have_count(3, timeout=60_000)
+            assert [RESULT.match(text).group(1) for text in results(page)] == ["111", "222", "333"]
+            expect(stranger.get_by_text("No results yet.")).to_be_visible()
+            assert tracebacks(server.output()) == [], server.output()[-8000:]
+
+
+#: The grace period the test below gives a closed page's runner.
+KEEP_SECONDS = 2
+
+
+def test_a_closed_page_s_runner_stops_once_its_time_is_up(project, tmp_path, new_page):
+    if threading_of(project) == "global":
+        pytest.skip("the global variant has no per-session tasks")
+    settings = next(project.glob("*/runners/settings.py"))
+    with restored(settings):
+        settings.write_text(settings.read_text().replace("KEEP_SECONDS = 300.0", f"KEEP_SECONDS = {KEEP_SECONDS}"))
+        with panel_serve(project, tmp_path / "serve.log") as server:
+            threads: list[int] = []
+            for round_ in (1, 2):  # the first round starts what lives on (a Dask cluster): the second counts
+                page = new_page()
+                open_app(page, server.url)
+                add_task(page, 100)
+                expect(page.get_by_role("listitem")).to_have_count(1)
+                page.context.close()
+                for logged in (f"kept for {KEEP_SECONDS:g} s", f"no session came back within {KEEP_SECONDS:g} s"):
+                    poll(lambda: server.output().count(logged) == round_, timeout=30,  # noqa: B023
+                         message=f"round {round_}: {logged!r} in the log:\n{server.output()}")  # fmt: skip
+                threads.append(server.status("Threads"))
+            poll(lambda: server.status("Threads") <= threads[0], timeout=30,
+                 message=f"the server's threads back to {threads[0]}, now {server.status('Threads')}")  # fmt: skip
+            assert tracebacks(server.output()) == [], server.output()[-8000:]
+
+
+def log_in(page: Page, url: str, user: str) -> None:
+    """Open the app behind Panel's basic auth: the login form, then the app and its websocket."""
+    page.goto(url)
+    page.locator("input[name=username]").fill(user)
+    page.locator("input[name=password]").fill(f"{user}-password")
+    with page.expect_websocket() as opened:
+        page.get_by_role("button", name="Login").click()
+    opened.value.wait_for_event("framereceived")
+
+
+def test_behind_basic_auth_a_browser_token_serves_only_its_user(project, tmp_path, new_page):
+    if threading_of(project) == "global":
+        pytest.skip("the global variant has no per-session tasks")
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text('{"ada": "ada-password", "bob": "bob-password"}')
+    options = ("--basic-auth", str(credentials), "--cookie-secret", "a-test-secret-of-32-characters!!")
+    with panel_serve(project, tmp_path / "serve.log", *options) as server:
+        ada = new_page()
+        log_in(ada, server.url, "ada")
+        add_task(ada, 111)
+        expect(ada.get_by_role("listitem")).to_have_count(1)
+        token = [cookie for cookie in ada.context.cookies() if cookie["name"] == "panel_runners_browser"]
+        assert len(token) == 1, ada.context.cookies()
+
+        # Bob, with Ada's browser token: his login makes it another identity.
+        bob = new_page()
+        bob.context.add_cookies(token)
+        log_in(bob, server.url, "bob")
+        expect(bob.get_by_text("No results yet.")).to_be_visible()
+
+        # Ada again, in another browser given the same token: her work is there.
+        ada_again = new_page()
+        ada_again.context.add_cookies(token)
+        log_in(ada_again, server.url, "ada")
+        expect(ada_again.get_by_role("listitem")).to_have_count(1)
+        assert RESULT.match(results(ada_again)[0]).group(1) == "111"
+        expect(bob.get_by_text("No results yet.")).to_be_visible()
