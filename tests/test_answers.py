@@ -32,6 +32,7 @@ from support import ROOT, render
         ({"threading": "process"}, "Invalid choice for 'threading'"),
         ({"threading": "session", "max_tasks": 0}, "must take at least 1 task"),
         ({"threading": "both", "max_workers": 0}, "At least 1 task must be able to run"),
+        ({"threading": "session", "keep_seconds": -1}, "must be 0 seconds or more"),
         ({"threading": "global", "global_interval_seconds": 0}, "must be more than 0 seconds"),
         ({"threading": "both", "global_interval_seconds": -2.5}, "must be more than 0 seconds"),
     ],
@@ -81,6 +82,12 @@ def test_max_workers_reaches_the_runners_settings(template, tmp_path):
     project = render(template, tmp_path / "project", threading="session", max_workers=2)
     settings = (project / "panel_threading_app" / "runners" / "settings.py").read_text()
     assert "MAX_WORKERS = 2\n" in settings
+
+
+def test_keep_seconds_reaches_the_runners_settings(template, tmp_path):
+    project = render(template, tmp_path / "project", threading="both", keep_seconds=0)
+    settings = (project / "panel_threading_app" / "runners" / "settings.py").read_text()
+    assert "KEEP_SECONDS = 0.0\n" in settings
 
 
 def test_the_interval_reaches_the_app(template, tmp_path):

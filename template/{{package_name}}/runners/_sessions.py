@@ -173,7 +173,7 @@ def browser_identity(doc: Document) -> tuple[str, str]:
 
 def _set_cookie(token: str) -> str:
     """The page's code that stores ``token`` in the browser's cookie, for this browsing session."""
-    cookie = json.dumps(f"{BROWSER_COOKIE}={token}; path=/; SameSite=Strict")
+    cookie = json.dumps(f"{BROWSER_COOKIE}={token}; path=/; SameSite=Lax")
     return f'document.cookie = {cookie} + (location.protocol === "https:" ? "; Secure" : "");'
 
 
