@@ -47,8 +47,10 @@ VARIANT_FILES = {
         f"{PACKAGE}/runners/session_runner.py",
         f"{PACKAGE}/runners/pool.py",
         f"{PACKAGE}/runners/settings.py",
+        f"{PACKAGE}/runners/kept.py",
         "tests/runners/test_session_runner.py",
         "tests/runners/test_pool.py",
+        "tests/runners/test_kept.py",
     },
     "global": {
         f"{PACKAGE}/runners/global_runner.py",
@@ -58,7 +60,10 @@ VARIANT_FILES = {
     "dask": {f"{PACKAGE}/runners/dask_executor.py", "tests/runners/test_dask_executor.py"},
 }
 VARIANT_NAMES = {
-    "session": ("SessionTaskRunner", "QueueFull", "WorkerPool", "simulate_experiment", "session_runner"),
+    "session": (
+        "SessionTaskRunner", "QueueFull", "WorkerPool", "simulate_experiment", "session_runner", "for_user",
+        "KEEP_SECONDS", "panel_runners_browser",
+    ),  # fmt: skip
     "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
     "dask": ("DaskExecutor", "dask_executor", "distributed", "DASK_SCHEDULER_ADDRESS"),
 }

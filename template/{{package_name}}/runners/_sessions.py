@@ -8,30 +8,24 @@ None. The helpers below capture the session's document while it is known, use it
 later to run code back on the session's event loop, set constant parameters
 safely from any thread, and keep the process's runner state across ``--dev``
 reloads. ``scope_watchers_to_sessions`` ties what a session binds to an object
-shared by all sessions to that session. ``browser_identity`` tells one browser
-(and logged-in user) from another, across reloads. One more lets Ctrl+C stop
-``panel serve`` cleanly.
+shared by all sessions to that session. One more lets Ctrl+C stop ``panel
+serve`` cleanly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import json
 import logging
-import re
-import secrets
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
-from weakref import WeakKeyDictionary
 
 import panel as pn
 import param
-from bokeh.models import CustomJS
 from param.parameterized import Watcher
 
 if TYPE_CHECKING:
@@ -139,42 +133,6 @@ def _stop_on_sigint(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoo
 
     signal.signal(signal.SIGINT, interrupted)
     return loop
-
-
-#: The cookie that tells one browser from another (``browser_identity``).
-BROWSER_COOKIE = "panel_runners_browser"
-
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # what secrets.token_urlsafe(32) makes
-_identities: WeakKeyDictionary[Document, tuple[str, str]] = WeakKeyDictionary()
-_identities_lock = threading.Lock()
-
-
-def browser_identity(doc: Document) -> tuple[str, str]:
-    """Who opened the session of ``doc``: ``(the logged-in user or "", the browser's secret token)``.
-
-    The token is a random 256-bit secret, kept in a cookie of the browser: a
-    reload, a reconnect and another tab of the same browser send it back, while
-    a URL copied to someone else carries nothing. A browser without the cookie
-    gets a new token, which the page stores once it has loaded. Behind Panel's
-    authentication, the user's name is part of the identity, so a token taken
-    to another login matches nothing.
-    """
-    with _identities_lock:
-        identity = _identities.get(doc)
-        if identity is not None:
-            return identity
-        token = pn.state.cookies.get(BROWSER_COOKIE, "") if pn.state.curdoc is doc else ""
-        if not _TOKEN.match(token):
-            token = secrets.token_urlsafe(32)
-            doc.js_on_event("document_ready", CustomJS(code=_set_cookie(token)))
-        identity = _identities[doc] = (str(pn.state.user or ""), token)
-    return identity
-
-
-def _set_cookie(token: str) -> str:
-    """The page's code that stores ``token`` in the browser's cookie, for this browsing session."""
-    cookie = json.dumps(f"{BROWSER_COOKIE}={token}; path=/; SameSite=Lax")
-    return f'document.cookie = {cookie} + (location.protocol === "https:" ? "; Secure" : "");'
 
 
 def current_session_document() -> Document | None:
