@@ -289,18 +289,18 @@ def test_a_reload_finds_the_running_task_the_queue_and_the_results(project, tmp_
         pytest.skip("the global variant has no per-session tasks")
     workers = next(project.glob("*/workers.py"))
     with restored(workers):
-        # Experiments of 4 s: the reload lands while the first one runs.
-        workers.write_text(workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 4"))
+        # Experiments of 6 s: the reload lands while the first one runs, even on a loaded machine
+        # (seen there: a page that took 7 s to show a change of its queue).
+        workers.write_text(workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 6"))
         with panel_serve(project, tmp_path / "serve.log") as server:
             page = new_page()
             open_app(page, server.url)
             for samples in (111, 222, 333):
                 add_task(page, samples)
-            expect(page.get_by_text("Queued: 2")).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^Queued: [12]$"))).to_be_visible()
             expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
 
             reload(page)
-            assert "a new session of its browser attached to it" in server.output()
             expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
             expect(page.get_by_text(re.compile(r"^Queued: [12]$"))).to_be_visible()
             before = progress_percent(page)
@@ -317,6 +317,9 @@ def test_a_reload_finds_the_running_task_the_queue_and_the_results(project, tmp_
             expect(page.get_by_role("listitem")).to_have_count(3, timeout=60_000)
             assert [RESULT.match(text).group(1) for text in results(page)] == ["111", "222", "333"]
             expect(stranger.get_by_text("No results yet.")).to_be_visible()
+            # (Twice, at times: Bokeh drops the session a reload's request made if its websocket comes
+            # later than the suite's 100 ms unused-session lifetime, and makes another for it.)
+            assert "a new session of its browser attached to it" in server.output()
             assert tracebacks(server.output()) == [], server.output()[-8000:]
 
 
