@@ -61,9 +61,9 @@ VARIANT_FILES = {
 }
 VARIANT_NAMES = {
     "session": (
-        "SessionTaskRunner", "QueueFull", "WorkerPool", "simulate_experiment", "session_runner", "for_user",
-        "KEEP_SECONDS", "panel_runners_browser",
-    ),  # fmt: skip
+        *("SessionTaskRunner", "QueueFull", "WorkerPool", "simulate_experiment", "session_runner"),
+        *("for_user", "KEEP_SECONDS", "panel_runners_browser"),
+    ),
     "global": ("GlobalTaskRunner", "GlobalSubscription", "fetch_prices", "global_runner"),
     "dask": ("DaskExecutor", "dask_executor", "distributed", "DASK_SCHEDULER_ADDRESS"),
 }
