@@ -319,6 +319,13 @@ def test_a_reload_finds_the_running_task_the_queue_and_the_results(project, tmp_
             expect(stranger.get_by_text("Queued: 0")).to_be_visible()
             expect(stranger.get_by_text("Idle")).to_be_visible()
 
+            # The tab closed while the work goes on: with no session attached, it runs on.
+            tab, kept = page.context, server.output().count("kept for 300 s with no session")
+            page.close()
+            poll(lambda: server.output().count("kept for 300 s with no session") > kept, timeout=30,
+                 message=f"the runner is kept once its page closed:\n{server.output()}")  # fmt: skip
+            page = tab.new_page()
+            open_app(page, server.url)
             expect(page.get_by_role("listitem")).to_have_count(4, timeout=60_000)
             assert [RESULT.match(text).group(1) for text in results(page)] == ["50", "111", "222", "333"]
             expect(stranger.get_by_text("No results yet.")).to_be_visible()
