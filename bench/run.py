@@ -19,6 +19,7 @@ runners and measures, in one run:
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import os
@@ -337,6 +338,42 @@ def calls_per_second(project: Path, sessions: tuple[int, ...], window: float) ->
     return rates
 
 
+def resident_kib() -> int:
+    """This process's resident memory, in KiB (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[float, int]:
+    """KiB per runner kept with no session, each with ``outcomes`` finished tasks; threads left."""
+    kept = importlib.import_module(f"{runners.__name__}.kept")
+    store = kept.KeptRunners(max_kept=count, name="bench-kept")
+    gc.collect()
+    before, threads = resident_kib(), threading.active_count()
+    made = []
+    for number in range(count):
+        runner, _ = store.attach(
+            number,
+            "session",
+            lambda: runners.SessionTaskRunner(worker=str, max_tasks=outcomes, history_size=outcomes),
+            keep_for=3600,
+        )
+        for task in range(outcomes):
+            runner.append(task)
+        made.append(runner)
+    wait_for(lambda: all(runner.completed == outcomes for runner in made))
+    for number in range(count):
+        store.detach(number, "session")
+    del made
+    wait_for(lambda: threading.active_count() <= threads + 1)  # the pool's threads end; the timer stays
+    gc.collect()
+    per_runner = (resident_kib() - before) / count
+    assert store.kept == count
+    left = threading.active_count() - threads
+    store.stop_all()
+    return per_runner, left
+
+
 def response_times(
     runners: object,
     work: Callable[[object], object],
@@ -449,6 +486,14 @@ def main() -> None:
             "Fairness: 10 sessions queue 10 tasks each at once (shared pool)",
             f"every first result by position {last_first + 1} of 100, the first third result at "
             f"{first_third + 1}: {'fair' if last_first < first_third else 'NOT fair'}",
+        )
+
+        kept_count, outcomes = (100, 20) if args.quick else (1000, 20)
+        per_runner, threads_left = kept_runners_memory(runners, kept_count, outcomes)
+        row(
+            f"{kept_count} runners kept with no session (`for_user`), {outcomes} outcomes each",
+            f"{per_runner:.1f} KiB each ({per_runner * kept_count / 1024:.1f} MiB), "
+            f"{threads_left} thread while they wait (the store's timer)",
         )
 
         page_sessions = 5 if args.quick else 20
