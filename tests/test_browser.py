@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -157,13 +157,29 @@ def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
         assert [RESULT.match(text).group(1) for text in results(second)] == ["222", "444"]
 
 
-def test_progress_cancel_clear_and_a_full_queue(project, tmp_path, new_page):
+@contextmanager
+def session_project_edited(project: Path, pattern: str, old: str, new: str) -> Iterator[None]:
+    """Replace ``old`` by ``new`` in the project's file ``pattern`` while the block runs.
+
+    For tests of the session runners: the global variant, which has none, is skipped.
+    """
     if threading_of(project) == "global":
         pytest.skip("the global variant has no per-session tasks")
-    workers = next(project.glob("*/workers.py"))
-    with restored(workers):
-        # Experiments of 10 s: the clicks below always land while one runs.
-        workers.write_text(workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 10"))
+    path = next(project.glob(pattern))
+    with restored(path):
+        path.write_text(path.read_text().replace(old, new))
+        yield
+
+
+def slow_experiments(project: Path, seconds: float) -> AbstractContextManager[None]:
+    """Make the example's experiments last ``seconds`` while the block runs."""
+    return session_project_edited(
+        project, "*/workers.py", "EXPERIMENT_SECONDS = 0.5", f"EXPERIMENT_SECONDS = {seconds}"
+    )
+
+
+def test_progress_cancel_clear_and_a_full_queue(project, tmp_path, new_page):
+    with slow_experiments(project, 10):  # the clicks below always land while one runs
         check_progress_cancel_clear_and_a_full_queue(project, tmp_path, new_page)
 
 
@@ -285,54 +301,49 @@ def progress_percent(page: Page) -> int | None:
 
 
 def test_a_reload_finds_the_running_task_the_queue_and_the_results(project, tmp_path, new_page):
-    if threading_of(project) == "global":
-        pytest.skip("the global variant has no per-session tasks")
-    workers = next(project.glob("*/workers.py"))
-    with restored(workers):
-        # Experiments of 6 s: the reload lands while one runs, and the queue holds the others.
-        workers.write_text(workers.read_text().replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 6"))
-        with panel_serve(project, tmp_path / "serve.log") as server:
-            page = new_page()
-            open_app(page, server.url)
-            # A first experiment, done before the others are typed: a value typed while the server
-            # is busy (starting a Dask cluster) may reach it before the click that came first.
-            add_task(page, 50)
-            expect(page.get_by_role("listitem")).to_have_count(1)
-            # Each click is seen before the next value is typed, for the same reason.
-            add_task(page, 111)
-            expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
-            add_task(page, 222)
-            expect(page.get_by_text("Queued: 1")).to_be_visible()
-            add_task(page, 333)
-            expect(page.get_by_text("Queued: 2")).to_be_visible()
+    # Experiments of 6 s: the reload lands while one runs, and the queue holds the others.
+    with slow_experiments(project, 6), panel_serve(project, tmp_path / "serve.log") as server:
+        page = new_page()
+        open_app(page, server.url)
+        # A first experiment, done before the others are typed: a value typed while the server
+        # is busy (starting a Dask cluster) may reach it before the click that came first.
+        add_task(page, 50)
+        expect(page.get_by_role("listitem")).to_have_count(1)
+        # Each click is seen before the next value is typed, for the same reason.
+        add_task(page, 111)
+        expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
+        add_task(page, 222)
+        expect(page.get_by_text("Queued: 1")).to_be_visible()
+        add_task(page, 333)
+        expect(page.get_by_text("Queued: 2")).to_be_visible()
 
-            reload(page)
-            expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
-            before = progress_percent(page)
-            poll(lambda: progress_percent(page) != before, timeout=30,
-                 message=f"the progress moves on from {before}% after the reload")  # fmt: skip
+        reload(page)
+        expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
+        before = progress_percent(page)
+        poll(lambda: progress_percent(page) != before, timeout=30,
+             message=f"the progress moves on from {before}% after the reload")  # fmt: skip
 
-            # Another browser, given the same address, has a queue of its own.
-            stranger = new_page()
-            open_app(stranger, page.url)
-            expect(stranger.get_by_text("No results yet.")).to_be_visible()
-            expect(stranger.get_by_text("Queued: 0")).to_be_visible()
-            expect(stranger.get_by_text("Idle")).to_be_visible()
+        # Another browser, given the same address, has a queue of its own.
+        stranger = new_page()
+        open_app(stranger, page.url)
+        expect(stranger.get_by_text("No results yet.")).to_be_visible()
+        expect(stranger.get_by_text("Queued: 0")).to_be_visible()
+        expect(stranger.get_by_text("Idle")).to_be_visible()
 
-            # The tab closed while the work goes on: with no session attached, it runs on.
-            tab, kept = page.context, server.output().count("kept for 300 s with no session")
-            page.close()
-            poll(lambda: server.output().count("kept for 300 s with no session") > kept, timeout=30,
-                 message=f"the runner is kept once its page closed:\n{server.output()}")  # fmt: skip
-            page = tab.new_page()
-            open_app(page, server.url)
-            expect(page.get_by_role("listitem")).to_have_count(4, timeout=60_000)
-            assert [RESULT.match(text).group(1) for text in results(page)] == ["50", "111", "222", "333"]
-            expect(stranger.get_by_text("No results yet.")).to_be_visible()
-            # (Twice, at times: Bokeh drops the session a reload's request made if its websocket comes
-            # later than the suite's 100 ms unused-session lifetime, and makes another for it.)
-            assert "a new session of its browser attached to it" in server.output()
-            assert tracebacks(server.output()) == [], server.output()[-8000:]
+        # The tab closed while the work goes on: with no session attached, it runs on.
+        tab, kept = page.context, server.output().count("kept for 300 s with no session")
+        page.close()
+        poll(lambda: server.output().count("kept for 300 s with no session") > kept, timeout=30,
+             message=f"the runner is kept once its page closed:\n{server.output()}")  # fmt: skip
+        page = tab.new_page()
+        open_app(page, server.url)
+        expect(page.get_by_role("listitem")).to_have_count(4, timeout=60_000)
+        assert [RESULT.match(text).group(1) for text in results(page)] == ["50", "111", "222", "333"]
+        expect(stranger.get_by_text("No results yet.")).to_be_visible()
+        # (Twice, at times: Bokeh drops the session a reload's request made if its websocket comes
+        # later than the suite's 100 ms unused-session lifetime, and makes another for it.)
+        assert "a new session of its browser attached to it" in server.output()
+        assert tracebacks(server.output()) == [], server.output()[-8000:]
 
 
 #: The grace period the test below gives a closed page's runner.
@@ -342,36 +353,33 @@ ROUNDS = 4
 
 
 def test_a_closed_page_s_runner_stops_once_its_time_is_up(project, tmp_path, new_page):
-    if threading_of(project) == "global":
-        pytest.skip("the global variant has no per-session tasks")
-    settings = next(project.glob("*/runners/settings.py"))
-    with restored(settings):
-        short = f"KEEP_SECONDS = {KEEP_SECONDS}"
-        settings.write_text(settings.read_text().replace("KEEP_SECONDS = 300.0", short))
-        with panel_serve(project, tmp_path / "serve.log") as server:
-            threads = []
-            for round_ in range(1, ROUNDS + 1):
-                page = new_page()
-                open_app(page, server.url)
-                add_task(page, 100)
-                expect(page.get_by_role("listitem")).to_have_count(1)
-                page.context.close()
-                kept_and_stopped = (
-                    f"kept for {KEEP_SECONDS:g} s",
-                    f"no session came back within {KEEP_SECONDS:g} s",
-                )
-                for logged in kept_and_stopped:
-                    poll(lambda: server.output().count(logged) == round_, timeout=30,  # noqa: B023
-                         message=f"round {round_}: {logged!r} in the log:\n{server.output()}")  # fmt: skip
-                kept = re.findall(r"(SessionTaskRunner-\d+) kept for", server.output())[-1]
-                poll(lambda: f"{kept} stopped" in server.output(), timeout=10, message=f"{kept} stopped")  # noqa: B023
-                threads.append(server.status("Threads"))
-            # The first round starts what lives on: the server's own threads, a Dask cluster. Pools
-            # that grow as they are used (asyncio's, Dask's) may add a thread in a later round, once;
-            # a kept runner that left a thread behind would add one in every round.
-            poll(lambda: server.status("Threads") <= threads[0] + 1, timeout=30,
-                 message=f"no thread more each round: {threads}, now {server.status('Threads')}")  # fmt: skip
-            assert tracebacks(server.output()) == [], server.output()[-8000:]
+    short = session_project_edited(
+        project, "*/runners/settings.py", "KEEP_SECONDS = 300.0", f"KEEP_SECONDS = {KEEP_SECONDS}"
+    )
+    with short, panel_serve(project, tmp_path / "serve.log") as server:
+        threads = []
+        for round_ in range(1, ROUNDS + 1):
+            page = new_page()
+            open_app(page, server.url)
+            add_task(page, 100)
+            expect(page.get_by_role("listitem")).to_have_count(1)
+            page.context.close()
+            kept_and_stopped = (
+                f"kept for {KEEP_SECONDS:g} s",
+                f"no session came back within {KEEP_SECONDS:g} s",
+            )
+            for logged in kept_and_stopped:
+                poll(lambda: server.output().count(logged) == round_, timeout=30,  # noqa: B023
+                     message=f"round {round_}: {logged!r} in the log:\n{server.output()}")  # fmt: skip
+            kept = re.findall(r"(SessionTaskRunner-\d+) kept for", server.output())[-1]
+            poll(lambda: f"{kept} stopped" in server.output(), timeout=10, message=f"{kept} stopped")  # noqa: B023
+            threads.append(server.status("Threads"))
+        # The first round starts what lives on: the server's own threads, a Dask cluster. Pools
+        # that grow as they are used (asyncio's, Dask's) may add a thread in a later round, once;
+        # a kept runner that left a thread behind would add one in every round.
+        poll(lambda: server.status("Threads") <= threads[0] + 1, timeout=30,
+             message=f"no thread more each round: {threads}, now {server.status('Threads')}")  # fmt: skip
+        assert tracebacks(server.output()) == [], server.output()[-8000:]
 
 
 def log_in(page: Page, url: str, user: str) -> None:
