@@ -364,7 +364,7 @@ def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[flo
     wait_for(lambda: all(runner.completed == outcomes for runner in made))
     for number in range(count):
         store.detach(number, "session")
-    del made
+    made.clear()  # the store holds them now: only its references count
     wait_for(lambda: threading.active_count() <= threads + 1)  # the pool's threads end; the timer stays
     gc.collect()
     per_runner = (resident_kib() - before) / count
