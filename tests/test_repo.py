@@ -13,7 +13,7 @@ from support import ROOT, copy_template
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_the_repository_code_is_ruff_clean(command):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", *command, "--no-cache", "tests", "hooks"],
+        [sys.executable, "-m", "ruff", *command, "--no-cache", "tests", "hooks", "bench"],
         cwd=ROOT,
         capture_output=True,
         text=True,
