@@ -30,8 +30,42 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return (os.cpu_count() or 1) + 1
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the longest files first; a stable sort keeps each file's variants together."""
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="THREADING-EXECUTOR",
+        help="run only this variant's tests, for example both-dask (repeat for more); "
+        "tests of no one variant run as well",
+    )
+
+
+def variants_of(item: pytest.Item) -> set[str]:
+    """The variants (``threading-executor``) a test renders; empty if it is not one variant's."""
+    params = getattr(item, "callspec", None)
+    params = params.params if params is not None else {}
+    if "project" in params:
+        return {"-".join(params["project"])}
+    if "threading" in params and "executor" in params:
+        return {f"{params['threading']}-{params['executor']}"}
+    return {"-".join(params[name]) for name in ("before", "after") if name in params}  # a switch: both ends
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the variants that ``--variant`` names; run the longest files first.
+
+    A stable sort keeps each file's variants together.
+    """
+    if chosen := set(config.getoption("variant")):
+        if unknown := chosen - {"-".join(variant) for variant in VARIANTS}:
+            known = ", ".join("-".join(variant) for variant in VARIANTS)
+            unknown_list = ", ".join(sorted(unknown))
+            raise pytest.UsageError(f"--variant {unknown_list}: no such variant; there are {known}")
+        left_out = [item for item in items if variants_of(item) and not variants_of(item) & chosen]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item not in left_out]
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name
