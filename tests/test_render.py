@@ -40,6 +40,7 @@ TEMPLATE_FILES = {
     "tests/runners/test_readme_examples.py",
     "tests/runners/test_screenshots.py",
     "tests/runners/test_served_app.py",
+    "tests/runners/test_server_loop.py",
 }
 COMMON_FILES = USER_FILES | TEMPLATE_FILES
 VARIANT_FILES = {

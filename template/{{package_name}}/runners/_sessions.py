@@ -8,8 +8,8 @@ None. The helpers below capture the session's document while it is known, use it
 later to run code back on the session's event loop, set constant parameters
 safely from any thread, and keep the process's runner state across ``--dev``
 reloads. ``scope_watchers_to_sessions`` ties what a session binds to an object
-shared by all sessions to that session. One more lets Ctrl+C stop ``panel
-serve`` cleanly.
+shared by all sessions to that session. Two more let Ctrl+C stop ``panel
+serve`` cleanly and keep failed writes to pages that have gone out of the errors.
 """
 
 from __future__ import annotations
@@ -119,6 +119,49 @@ def stop_loop_on_ctrl_c() -> None:
     except RuntimeError:
         return
     process_state(CTRL_C_KEY, lambda: _stop_on_sigint(loop))
+
+
+def quiet_writes_to_closed_pages() -> None:
+    """Log Panel's failed writes to a page that has gone at debug level, not as errors.
+
+    Call it while a session renders. When a page reloads or closes while Panel
+    sends it an update, Panel may leave the failed write unawaited, and asyncio
+    then logs "Task exception was never retrieved" with Tornado's
+    ``WebSocketClosedError`` and its traceback (holoviz/panel#3341). Nothing is
+    lost: the page is gone. Every other error goes to the event loop's own
+    handler, as before. Done once per event loop.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    previous = loop.get_exception_handler()
+    if getattr(previous, "quiets_closed_pages", False):
+        return
+    loop.set_exception_handler(_ClosedPageWrites(previous))
+
+
+#: An asyncio event loop's exception handler, as ``loop.set_exception_handler`` takes it.
+_ExceptionHandler = Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object]
+
+
+class _ClosedPageWrites:
+    """An event loop's exception handler that drops failed writes to closed websockets."""
+
+    quiets_closed_pages = True
+
+    def __init__(self, previous: _ExceptionHandler | None) -> None:
+        self.previous = previous
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        from tornado.websocket import WebSocketClosedError
+
+        if isinstance(context.get("exception"), WebSocketClosedError):
+            logger.debug("A write to a page that has gone failed: %s", context.get("message"))
+        elif self.previous is not None:
+            self.previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
 
 def _stop_on_sigint(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
