@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from support import VARIANTS, copy_template, render
+from support import VARIANT_IDS, VARIANTS, copy_template, render
 
 #: The test files whose tests take longest, longest first (measured with --durations): they start
 #: first, so that the parallel workers finish together.
@@ -58,14 +58,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A stable sort keeps each file's variants together.
     """
     if chosen := set(config.getoption("variant")):
-        if unknown := chosen - {"-".join(variant) for variant in VARIANTS}:
-            known = ", ".join("-".join(variant) for variant in VARIANTS)
+        if unknown := chosen - set(VARIANT_IDS):
             unknown_list = ", ".join(sorted(unknown))
-            raise pytest.UsageError(f"--variant {unknown_list}: no such variant; there are {known}")
-        left_out = [item for item in items if variants_of(item) and not variants_of(item) & chosen]
+            raise pytest.UsageError(
+                f"--variant {unknown_list}: no such variant; there are {', '.join(VARIANT_IDS)}"
+            )
+        kept: list[pytest.Item] = []
+        left_out: list[pytest.Item] = []
+        for item in items:
+            variants = variants_of(item)
+            (left_out if variants and not variants & chosen else kept).append(item)
         if left_out:
             config.hook.pytest_deselected(items=left_out)
-            items[:] = [item for item in items if item not in left_out]
+            items[:] = kept
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name

@@ -27,6 +27,8 @@ THREADINGS = ("session", "global", "both")
 EXECUTORS = ("thread", "dask")
 #: Every combination of answers that changes the files: (threading, executor).
 VARIANTS = tuple((threading, executor) for executor in EXECUTORS for threading in THREADINGS)
+#: Their names, as in test ids and `--variant`: threading-executor.
+VARIANT_IDS = tuple("-".join(variant) for variant in VARIANTS)
 #: What a copy of the template needs: copier reads the rest from these.
 TEMPLATE_PARTS = ("copier.yml", "includes", "template", "hooks")
 #: The default answer to package_name.

@@ -18,7 +18,16 @@ import copier
 import pytest
 import yaml
 
-from support import PACKAGE, ROOT, TEMPLATE_PARTS, USER_FILES, VARIANTS, copy_template, run_generated_tests
+from support import (
+    PACKAGE,
+    ROOT,
+    TEMPLATE_PARTS,
+    USER_FILES,
+    VARIANT_IDS,
+    VARIANTS,
+    copy_template,
+    run_generated_tests,
+)
 
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
 FIRST_COMMIT = "Start from the copier-panel-threading template"
@@ -31,7 +40,6 @@ PREVIOUS_RELEASE = "v0.1.0"
 PREVIOUS_RELEASE_COMMIT = "5c1c3c6"
 #: The user's files as the user rewrite leaves them: their own test in place of the example page's.
 REWRITTEN_USER_FILES = (*sorted(USER_FILES - {"tests/test_app.py"}), "tests/test_crunch.py")
-VARIANT_IDS = ["-".join(variant) for variant in VARIANTS]
 #: The template's sources of the user's files.
 EXAMPLE_SOURCES = (
     "app.py.jinja",
