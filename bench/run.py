@@ -348,6 +348,7 @@ def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[flo
     """KiB per runner kept with no session, each with ``outcomes`` finished tasks; threads left."""
     kept = importlib.import_module(f"{runners.__name__}.kept")
     store = kept.KeptRunners(max_kept=count, name="bench-kept")
+    wait_for(lambda: not runners.shared_pool().threads)  # the threads of earlier rows have ended
     gc.collect()
     before, threads = resident_kib(), threading.active_count()
     made = []
