@@ -85,7 +85,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_template(tmp_path_factory.mktemp("template"))
 
 
-@pytest.fixture(scope="session", params=VARIANTS, ids="-".join)
+@pytest.fixture(scope="session", params=VARIANTS, ids=VARIANT_IDS)
 def project(request: pytest.FixtureRequest, template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project rendered for each variant (threading and executor), once per test session."""
     threading, executor = request.param
