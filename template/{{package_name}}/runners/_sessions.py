@@ -446,6 +446,12 @@ def _store_unwatched(obj: param.Parameterized, values: dict[str, Any], validate:
         plain = _plain_parameters[cls] = _parameters_set_plainly(cls)
     private = obj._param__private
     watched, copies, stored = private.watchers, private.params, private.values
+    if not (watched or copies) and values.keys() <= plain.keys():  # the usual case, in one step
+        if validate:
+            for name, value in values.items():
+                plain[name]._validate(value)
+        stored.update(values)
+        return {}
     others = {}
     for name, value in values.items():
         parameter = plain.get(name)

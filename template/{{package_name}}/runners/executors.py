@@ -40,7 +40,7 @@ class TaskControl:
     """
 
     def __init__(self, on_report: Callable[[], object] | None = None) -> None:
-        self._cancel_requested = threading.Event()
+        self._cancelled = False  # set once, with the lock held, after ``_timed_out``
         self._timed_out = False
         self._on_report = on_report
         self._on_cancel: list[Callable[[], object]] = []
@@ -51,7 +51,7 @@ class TaskControl:
     @property
     def cancelled(self) -> bool:
         """True once the user asked the task to stop."""
-        return self._cancel_requested.is_set()
+        return self._cancelled
 
     @property
     def timed_out(self) -> bool:
@@ -68,10 +68,10 @@ class TaskControl:
 
     def _request_stop(self, timed_out: bool) -> None:
         with self._lock:
-            if self._cancel_requested.is_set():
+            if self._cancelled:
                 return
             self._timed_out = timed_out
-            self._cancel_requested.set()
+            self._cancelled = True
             callbacks, self._on_cancel = self._on_cancel, []
         for callback in callbacks:
             callback()
@@ -82,7 +82,7 @@ class TaskControl:
         Executors use it to abandon a call that runs elsewhere.
         """
         with self._lock:
-            if not self._cancel_requested.is_set():
+            if not self._cancelled:
                 self._on_cancel.append(callback)
                 return
         callback()
