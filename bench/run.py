@@ -156,6 +156,7 @@ def fairness(runners: object, sessions: int = 10, tasks_each: int = 10) -> tuple
 #: A served page with a session runner; the session opened with ``?start=SECONDS`` gives every
 #: other open session a task of that many seconds, and the log counts them as they finish.
 POOL_APP = """\
+import itertools
 import logging
 import time
 
@@ -173,8 +174,9 @@ def short_task(seconds: float) -> None:
 
 
 def count_finished(event: object) -> None:
-    finished = pn.state.cache["finished"] = pn.state.cache.get("finished", 0) + 1
-    logger.info("tasks done: %d", finished)
+    # Bokeh 3.10 (Panel 1.10) runs sessions' callbacks in worker threads, several at once: the
+    # count must not lose an update (read, then written back, it lost two once in CI); next() is atomic.
+    logger.info("tasks done: %d", next(pn.state.cache.setdefault("finished", itertools.count(1))))
 
 
 runners = pn.state.cache.setdefault("runners", [])
