@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import resource
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -163,9 +166,47 @@ def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
     return lambda line: request.node.user_properties.append(("figure", line))
 
 
+#: Core-seconds each test took, its own process's and those of the processes it started and waited
+#: for (servers, browsers, generated suites): by file, by variant, by test (its variants together).
+CORE_SECONDS: dict[str, Counter[str]] = {"file": Counter(), "variant": Counter(), "test": Counter()}
+#: When the run started, for the share of the cores the tests kept busy.
+STARTED = time.monotonic()
+#: The core-seconds count when a test's setup began.
+CORE_SECONDS_KEY = pytest.StashKey[float]()
+
+
+def core_seconds() -> float:
+    """CPU seconds of this process and of its ended children, user and system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[CORE_SECONDS_KEY] = core_seconds()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        spent = core_seconds() - item.stash.get(CORE_SECONDS_KEY, core_seconds())
+        variant = " ".join(sorted(variants_of(item))) or "(none)"
+        item.user_properties.append(("core-seconds", (spent, variant)))
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         FIGURES.extend(value for name, value in report.user_properties if name == "figure")
+    if report.when == "teardown":
+        for name, value in report.user_properties:
+            if name == "core-seconds":
+                spent, variant = value
+                CORE_SECONDS["file"][report.nodeid.split("::")[0].removeprefix("tests/")] += spent
+                CORE_SECONDS["variant"][variant] += spent
+                CORE_SECONDS["test"][report.nodeid.split("::")[-1].split("[")[0]] += spent
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -173,3 +214,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("measured figures")
         for line in sorted(FIGURES):
             terminalreporter.write_line(line)
+    if total := CORE_SECONDS["file"].total():
+        wall = time.monotonic() - STARTED
+        terminalreporter.section("where the time goes: core-seconds of each test and what it started")
+        terminalreporter.write_line(
+            f"{total:.0f} core-seconds in {wall:.0f} s: {total / wall:.1f} of {os.cpu_count()} cores busy"
+        )
+        for kind, spent in CORE_SECONDS.items():
+            most = spent.most_common(10 if kind == "test" else None)  # a test's variants together
+            figures = ", ".join(f"{name} {value:.0f}" for name, value in most)
+            terminalreporter.write_line(f"by {kind}: {figures}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
@@ -104,11 +104,14 @@ def restored(path: Path) -> Iterator[None]:
         path.write_text(original)
 
 
-def save_until_reloaded(page: Page, path: Path, text: str, timeout: float = 30) -> float:
+def save_until_reloaded(
+    page: Page, path: Path, text: str, log: Callable[[], str], timeout: float = 60
+) -> float:
     """Save ``path`` until --dev reloads the page; return when the save that did it was made.
 
     Panel's file watcher rests for a second after each reload, then watches afresh:
     a save within that second goes unseen, so save again until the page reloads.
+    ``log`` gives the server's output, for the failure's message.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -119,7 +122,9 @@ def save_until_reloaded(page: Page, path: Path, text: str, timeout: float = 30) 
             return saved
         except PlaywrightTimeoutError:
             if time.monotonic() > deadline:
-                raise
+                pytest.fail(
+                    f"no reload within {timeout} s of saving {path.name} again and again:\n{log()[-5000:]}"
+                )
 
 
 def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
@@ -269,7 +274,7 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
             text = original.replace('TICKERS = ("ACME", "GLOBEX", "INITECH")', f'TICKERS = ("EDIT{edit}",)')
             text = text.replace('return f"{samples} samples:', f'return f"edit {edit}: {{samples}} samples:')
             assert text != original
-            saved = save_until_reloaded(page, workers, text)
+            saved = save_until_reloaded(page, workers, text, server.output)
             if threading in ("global", "both"):
                 new_row = page.get_by_role("row", name=re.compile(f"^EDIT{edit} "))
                 expect(new_row).to_be_visible(timeout=30_000)
