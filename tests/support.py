@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
@@ -9,18 +11,22 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import copier
-import panel.models  # noqa: F401  (a client must know Panel's models to read the document)
 import pytest
 import yaml
-from bokeh.client import ClientSession, pull_session
+from bokeh.client.util import websocket_url_for_server_url
+from bokeh.protocol import Protocol
+from bokeh.util.strings import format_url_query_arguments
+from bokeh.util.token import generate_jwt_token, generate_session_id
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 ROOT = Path(__file__).resolve().parents[1]
 THREADINGS = ("session", "global", "both")
@@ -79,27 +85,81 @@ def poll(condition: Callable[[], object], timeout: float, message: str) -> None:
         time.sleep(0.05)
 
 
-#: Bokeh's client runs an event loop of its own, which cannot run in a thread where another runs:
-#: Playwright's sync API keeps one running in the main thread while a browser is open. Client
-#: sessions open and close in this thread instead.
-_CLIENT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bokeh-client")
+#: The event loop of the sessions that open_sessions opens, in a thread of its own: Playwright's
+#: sync API keeps another one running in the main thread while a browser is open.
+_CLIENT_LOOP = asyncio.new_event_loop()
+threading.Thread(target=_CLIENT_LOOP.run_forever, name="session-clients", daemon=True).start()
 
 
-def open_sessions(url: str, count: int, arguments: dict[str, str] | None = None) -> list[ClientSession]:
+@dataclass
+class OpenSession:
+    """A session of the app opened as a browser opens one: the server made it and sent its document.
+
+    The document's JSON is received and left unread, as are the updates that
+    follow: a page that shows nothing, which costs the test little (a Bokeh
+    client builds every model of the document, a third of the server's work).
+    """
+
+    socket: WebSocketClientConnection
+
+
+async def _open_session(url: str, arguments: dict[str, str] | None) -> OpenSession:
+    """Connect a session's websocket, as bokeh.client does, and pull the document."""
+    loop = asyncio.get_running_loop()
+    acknowledged, pulled = loop.create_future(), loop.create_future()
+    frames_left, message_type = 0, ""
+
+    def received(frame: str | bytes | None) -> None:
+        """Count each message's frames: a header, metadata, content, two per buffer."""
+        nonlocal frames_left, message_type
+        if frame is None:  # closed
+            for waiting in (acknowledged, pulled):
+                if not waiting.done():
+                    waiting.set_exception(ConnectionError(f"the server closed the session at {url}"))
+            return
+        if frames_left == 0:  # a message's header
+            header = json.loads(frame)
+            message_type, frames_left = header["msgtype"], 2 + 2 * header.get("num_buffers", 0)
+            return
+        frames_left -= 1
+        if frames_left == 0:
+            done = {"ACK": acknowledged, "PULL-DOC-REPLY": pulled}.get(message_type)
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    token = generate_jwt_token(generate_session_id())
+    request = HTTPRequest(format_url_query_arguments(websocket_url_for_server_url(url), arguments))
+    socket = await websocket_connect(
+        request, subprotocols=["bokeh", token], on_message_callback=received, max_message_size=2**26
+    )
+    await acknowledged
+    pull = Protocol().create("PULL-DOC-REQ")
+    for frame in (pull.header_json, pull.metadata_json, pull.content_json):
+        await socket.write_message(frame)
+    await pulled
+    return OpenSession(socket)
+
+
+def open_sessions(url: str, count: int, arguments: dict[str, str] | None = None) -> list[OpenSession]:
     """Open ``count`` sessions of the app at ``url``, as browsers do, one after the other.
 
     ``arguments`` are the page's query arguments (``pn.state.session_args`` in the app).
     """
 
-    def opened() -> list[ClientSession]:
-        return [pull_session(url=url, arguments=arguments) for _ in range(count)]
+    async def opened() -> list[OpenSession]:
+        return [await _open_session(url, arguments) for _ in range(count)]
 
-    return _CLIENT_THREAD.submit(opened).result(timeout=300)
+    return asyncio.run_coroutine_threadsafe(opened(), _CLIENT_LOOP).result(timeout=300)
 
 
-def close_sessions(sessions: list[ClientSession]) -> None:
-    """Close sessions that ``open_sessions`` opened."""
-    _CLIENT_THREAD.submit(lambda: [session.close() for session in sessions]).result(timeout=300)
+def close_sessions(sessions: list[OpenSession]) -> None:
+    """Close sessions that ``open_sessions`` opened, as closing their pages does."""
+
+    async def closed() -> None:
+        for session in sessions:
+            session.socket.close()
+
+    asyncio.run_coroutine_threadsafe(closed(), _CLIENT_LOOP).result(timeout=300)
 
 
 def free_port() -> int:
