@@ -29,6 +29,9 @@ from support import (
     run_generated_tests,
 )
 
+#: Updates clone the template's repository and run copier twice: the full suite's, not the quick loop's.
+pytestmark = pytest.mark.slow
+
 CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
 FIRST_COMMIT = "Start from the copier-panel-threading template"
 TEMPLATE_FIX = "# Fixed in the next release: a comment that stands for a fix of the template.\n"
@@ -275,7 +278,6 @@ def assert_template_files_as_rendered_afresh(
         assert updated[name] == content, f"{name} differs from a fresh render"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids=VARIANT_IDS)
 def test_an_update_from_the_previous_release_leaves_a_rewritten_app_alone(
     release_history, tmp_path, threading, executor
@@ -347,7 +349,6 @@ SWITCHES = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("before", "after"), SWITCHES, ids=["-".join((*before, "to", *after)) for before, after in SWITCHES]
 )
@@ -437,7 +438,6 @@ def test_recopy_starts_the_users_files_over(template_repo, tmp_path):
 BEFORE_EXECUTOR = "c907779"
 
 
-@pytest.mark.slow
 def test_a_project_made_before_the_executor_question_updates_cleanly(tmp_path):
     needs_commit(BEFORE_EXECUTOR)
     old = tmp_path / "old-template"
