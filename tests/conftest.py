@@ -118,9 +118,10 @@ def browser() -> Iterator[Browser]:
     """Headless Chromium driven by Playwright, one per test; skipped without it, except in CI.
 
     While it runs, Playwright's sync API keeps an event loop running in the main
-    thread, so the tests' Bokeh client sessions open in a thread of their own
-    (support.open_sessions). One browser per test process would save about 30
-    core-seconds, but the parallel runs that had one saw a generated Dask test stall.
+    thread, so the tests' sessions of Bokeh's protocol open on a loop in a thread
+    of their own (support.open_sessions). One browser per test process would save
+    about 30 core-seconds, but the parallel runs that had one saw a generated Dask
+    test stall.
     """
     if not Path(CHROMIUM).exists():
         reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
