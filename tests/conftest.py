@@ -198,10 +198,18 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
         item.user_properties.append(("core-seconds", (spent, variant)))
 
 
+#: Each test's seconds, setup to teardown, and the tests in the order they ended, with the second
+#: of the run when they did: the last ones show what kept the run going once the cores idled.
+SECONDS: Counter[str] = Counter()
+ENDED: list[tuple[float, str]] = []
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    SECONDS[report.nodeid] += report.duration
     if report.when == "call":
         FIGURES.extend(value for name, value in report.user_properties if name == "figure")
     if report.when == "teardown":
+        ENDED.append((time.monotonic() - STARTED, report.nodeid))
         for name, value in report.user_properties:
             if name == "core-seconds":
                 spent, variant = value
@@ -225,3 +233,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             most = spent.most_common(10 if kind == "test" else None)  # a test's variants together
             figures = ", ".join(f"{name} {value:.0f}" for name, value in most)
             terminalreporter.write_line(f"by {kind}: {figures}")
+        last = [
+            f"{name.split('::')[-1]} ({SECONDS[name]:.0f} s, ended at {ended:.0f} s)"
+            for ended, name in ENDED[-4:]
+        ]
+        terminalreporter.write_line(f"the last to end: {', '.join(last)}")
