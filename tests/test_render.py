@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import subprocess
@@ -132,6 +133,49 @@ def test_no_code_of_the_unchosen_variant(project):
         for path, text in files.items():
             for name in VARIANT_NAMES[part]:
                 assert name not in text, f"{path} mentions {name}, but the project did not choose {part}"
+
+
+#: An import of names from a module of the project: `from .runners import A, B`.
+LOCAL_IMPORT = re.compile(r"^from (\.\S*) import (.+)$")
+
+
+def left_out_of(smaller: str, larger: str) -> list[str]:
+    """The lines of ``smaller`` that ``larger`` lacks, once ``larger``'s other lines are left out.
+
+    An import of some of the names that ``larger`` imports from the same module counts as
+    one of its lines.
+    """
+    imports: dict[str, set[str]] = {}
+    for line in larger.splitlines():
+        if match := LOCAL_IMPORT.match(line):
+            imports.setdefault(match[1], set()).update(match[2].split(", "))
+    matcher = difflib.SequenceMatcher(None, smaller.splitlines(), larger.splitlines(), autojunk=False)
+    extra = []
+    for tag, start, end, _, _ in matcher.get_opcodes():
+        if tag in ("replace", "delete"):
+            for line in smaller.splitlines()[start:end]:
+                match = LOCAL_IMPORT.match(line)
+                if not (match and set(match[2].split(", ")) <= imports.get(match[1], set())):
+                    extra.append(line)
+    return extra
+
+
+def test_a_session_or_global_projects_code_is_the_both_ones_with_lines_left_out(project, template, tmp_path):
+    """The served and browser tests of the session runners and the global runner run with `both`.
+
+    That holds because every line of a `session` or `global` project's code is a line of the
+    `both` project's with the same executor (an import names fewer of the same names). The
+    runners' `__init__.py`, which names the runners left out, has its own test above.
+    """
+    if threading_of(project) == "both":
+        return
+    both = render(template, tmp_path / "both", threading="both", executor=executor_of(project))
+    code = [path for path in project_files(project) if path.endswith(".py") and not path.startswith("tests/")]
+    code.remove(f"{PACKAGE}/runners/__init__.py")
+    assert f"{PACKAGE}/app.py" in code
+    for path in code:
+        extra = left_out_of((project / path).read_text(), (both / path).read_text())
+        assert not extra, f"{path}: lines the `both` project lacks: {extra}"
 
 
 UNCHOSEN_RUNNERS = {
