@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,6 +24,17 @@ LONGEST_FIRST = (
     "test_repo.py",
     "test_browser.py",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give Ctrl+C back to the servers the tests start, if this run was started without it.
+
+    A shell starts a command put in the background (``pytest &``, ``nohup``) with SIGINT
+    ignored, and every process started from it inherits that: the tests' servers would ignore
+    the Ctrl+C the tests send them, and wait out the tests' deadlines.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
