@@ -333,6 +333,17 @@ def threading_of(project: Path) -> str:
     return yaml.safe_load((project / ".copier-answers.yml").read_text())["threading"]
 
 
+def only_with_both(project: Path) -> None:
+    """Skip the test unless ``project`` is a `both` one, whose code runs every other variant's.
+
+    The code of a `session` or `global` project is the `both` project's with lines left out (a
+    test in test_render.py checks it, line by line): a test of the runners' behaviour run with
+    `both`, for each executor, runs every line that the other variants would run.
+    """
+    if threading_of(project) != "both":
+        pytest.skip("run with `both`, whose code holds every line of the session and global projects'")
+
+
 def executor_of(project: Path) -> str:
     """The project's answer to the executor question."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())["executor"]

@@ -1,7 +1,8 @@
 """The generated app in Chromium, served by `panel serve`: what a user sees.
 
-Every variant's page and its Ctrl+C; the runners' other behaviour on the `both` page, whose code
-holds every other variant's (``driven_with_both``).
+Every variant's page and its Ctrl+C while a task runs; the runners' other behaviour on the `both`
+page only (``support.only_with_both``). Each variant's runners in sessions are tested by its own
+generated suite as well.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from support import (
     alive,
     descendants,
     executor_of,
+    only_with_both,
     panel_serve,
     poll,
     stopped_by_ctrl_c,
@@ -32,18 +34,6 @@ pytestmark = pytest.mark.slow
 #: The default answer to max_tasks.
 MAX_TASKS = 20
 RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
-
-
-def driven_with_both(project: Path) -> None:
-    """Skip this test unless the project is a `both` one: the other variants' runners run there.
-
-    The code of a `session` or `global` project is the `both` project's with lines left out
-    (test_render checks it, line by line), so what this test drives runs on the `both` page,
-    with either executor. Each variant's own page and its Ctrl+C are driven in Chromium here,
-    and its runners' lifecycle in sessions is tested by its own generated suite.
-    """
-    if threading_of(project) != "both":
-        pytest.skip("the session and global runners are driven on the `both` page, which runs their code")
 
 
 def open_app(page: Page, url: str) -> None:
@@ -161,7 +151,7 @@ def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
 
 
 def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
-    driven_with_both(project)
+    only_with_both(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
         first, second = new_page(), new_page()
         open_app(first, server.url)
@@ -183,9 +173,9 @@ def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
 def session_project_edited(project: Path, pattern: str, old: str, new: str) -> Iterator[None]:
     """Replace ``old`` by ``new`` in the project's file ``pattern`` while the block runs.
 
-    For tests of the session runners, driven with `both` (``driven_with_both``).
+    For tests of the session runners, run with `both` (``only_with_both``).
     """
-    driven_with_both(project)
+    only_with_both(project)
     path = next(project.glob(pattern))
     with restored(path):
         path.write_text(path.read_text().replace(old, new))
@@ -277,7 +267,7 @@ def check_ctrl_c_while_a_task_runs(project: Path, tmp_path: Path, new_page, repo
 
 
 def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_page, report):
-    driven_with_both(project)
+    only_with_both(project)
     threading = threading_of(project)
     workers = next(project.glob("*/workers.py"))
     original = workers.read_text()
@@ -413,7 +403,7 @@ def log_in(page: Page, url: str, user: str) -> None:
 
 
 def test_behind_basic_auth_a_browser_token_serves_only_its_user(project, tmp_path, new_page):
-    driven_with_both(project)
+    only_with_both(project)
     credentials = tmp_path / "credentials.json"
     credentials.write_text('{"ada": "ada-password", "bob": "bob-password"}')
     options = ("--basic-auth", str(credentials), "--cookie-secret", "a-test-secret-of-32-characters!!")

@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from support import ROOT, close_sessions, executor_of, open_sessions, panel_serve, poll, threading_of
+from support import (
+    ROOT,
+    close_sessions,
+    executor_of,
+    only_with_both,
+    open_sessions,
+    panel_serve,
+    poll,
+    threading_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +43,7 @@ def stopped_runners(log: str) -> int:
 
 
 def test_sessions_after_a_warm_up_leave_no_threads_and_little_memory(project, tmp_path, report):
-    threading = threading_of(project)
-    if threading != "both":
-        # The pages of `session` and `global` are parts of the `both` page (the template only leaves out
-        # the runner the variant lacks): every line they run, `both` runs, with either executor.
-        pytest.skip("measured with `both`, whose page runs every runner of the other variants' pages")
+    only_with_both(project)
     with panel_serve(project, tmp_path / "serve.log") as server:
 
         def round_of_sessions(first_runner: int, count: int) -> int:
@@ -48,10 +53,10 @@ def test_sessions_after_a_warm_up_leave_no_threads_and_little_memory(project, tm
                 sessions = open_sessions(server.url, AT_ONCE)
                 peak = max(peak, server.status("Threads"))
                 close_sessions(sessions)
-            if threading != "global":  # sessions end in any order: count their runners' stops
-                runners = first_runner + count * EXAMPLE_SESSION_RUNNERS - 1
-                poll(lambda: stopped_runners(server.output()) >= runners, timeout=60,
-                     message=f"{runners} runners stopped; log:\n{server.output()[-3000:]}")  # fmt: skip
+            # Sessions end in any order: count their runners' stops.
+            runners = first_runner + count * EXAMPLE_SESSION_RUNNERS - 1
+            poll(lambda: stopped_runners(server.output()) >= runners, timeout=60,
+                 message=f"{runners} runners stopped; log:\n{server.output()[-3000:]}")  # fmt: skip
             return peak
 
         # The warm-up: imports, the global runner, and the thread pools of Bokeh and asyncio,
@@ -60,19 +65,17 @@ def test_sessions_after_a_warm_up_leave_no_threads_and_little_memory(project, tm
         warmed = WARM_UP_SESSIONS
         baseline_threads, baseline_kib = server.status("Threads"), server.status("VmRSS")
         peak = round_of_sessions(first_runner=warmed * EXAMPLE_SESSION_RUNNERS + 1, count=SESSIONS)
-        if threading != "global":
-            runners = (warmed + SESSIONS) * EXAMPLE_SESSION_RUNNERS
-            assert stopped_runners(server.output()) == runners
+        assert stopped_runners(server.output()) == (warmed + SESSIONS) * EXAMPLE_SESSION_RUNNERS
         poll(lambda: server.status("Threads") <= baseline_threads, timeout=60,
              message=f"threads back to {baseline_threads}, now {server.status('Threads')}")  # fmt: skip
         growth_mib = (server.status("VmRSS") - baseline_kib) / 1024
         report(
-            f"{SESSIONS} more sessions after {warmed}, {threading}: threads {baseline_threads} before, "
-            f"{peak} at peak, {server.status('Threads')} after; memory {baseline_kib / 1024:.0f} MiB before, "
-            f"{growth_mib:+.1f} MiB after"
+            f"{SESSIONS} more sessions after {warmed}, both-{executor_of(project)}: "
+            f"threads {baseline_threads} before, {peak} at peak, {server.status('Threads')} after; "
+            f"memory {baseline_kib / 1024:.0f} MiB before, {growth_mib:+.1f} MiB after"
         )
         assert growth_mib < MAX_GROWTH_MIB
-        assert server.output().count("GlobalTaskRunner[prices] started") == (threading != "session")
+        assert server.output().count("GlobalTaskRunner[prices] started") == 1
 
 
 #: Sessions open at once in the pool test.
