@@ -28,8 +28,8 @@ from support import (
     descendants,
     executor_of,
     free_port,
+    only_with_both,
     poll,
-    threading_of,
 )
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
@@ -91,8 +91,7 @@ def network_host(url: str) -> str | None:
 
 @pytest.mark.slow
 def test_the_image_command_serves_and_stops_cleanly_on_sigterm(project, tmp_path, new_page, report):
-    if threading_of(project) != "both":
-        pytest.skip("the container is the same in every variant: run once per executor, with `both`")
+    only_with_both(project)  # the image is the same in every variant: once per executor
     (command,) = [
         json.loads(arguments) for keyword, arguments in dockerfile_instructions(project) if keyword == "CMD"
     ]
