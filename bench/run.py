@@ -9,8 +9,8 @@ runners and measures, in one run:
 - global worker calls per second with 1 and with 300 open sessions;
 - the OS threads of a `panel serve` process (read in /proc) with 300 sessions open, idle
   and each running a short task;
-- HTTP response time of a served app, idle and while 10 sessions run one-second tasks,
-  with the pool's max_workers at 1, 2 and the default;
+- HTTP response time of a served app (GETs from a process of their own), idle and while
+  10 sessions run one-second tasks, with the pool's max_workers at 1, 2 and the default;
 - CPU-bound task throughput, and the response time while they run, with the workers in the
   runners' threads and on Dask (executor=dask: a local cluster of worker processes);
 - render time of each variant.
@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -377,6 +376,20 @@ def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[flo
     return per_runner, left
 
 
+#: Times ``argv[2]`` GETs of the URL ``argv[1]``, one after the other; prints their seconds.
+GET_CLIENT = """\
+import sys
+import time
+import urllib.request
+
+for _ in range(int(sys.argv[2])):
+    start = time.perf_counter()
+    with urllib.request.urlopen(sys.argv[1], timeout=60) as response:
+        response.read()
+    print(time.perf_counter() - start)
+"""
+
+
 def response_times(
     runners: object,
     work: Callable[[object], object],
@@ -387,9 +400,10 @@ def response_times(
     """Median GET time of the app, idle and while 10 sessions each run one-second tasks.
 
     The tasks run in the process's shared pool, or in a pool of ``max_workers`` threads.
-    The idle time is the median of ``samples`` GETs before the tasks and as many after
-    them, once the server's first page has been served: a busy time is compared with
-    its own server's idle one, taken around it.
+    The GETs come from a process of their own, as a browser's would: a client in the
+    server's process would wait for the GIL as well. The idle time is the median of
+    ``samples`` GETs before the tasks and as many after them, once the server's first
+    page has been served: a busy time is compared with its own server's idle one.
     """
     session_runners: list[object] = []
     pool = None if max_workers is None else runners.WorkerPool(max_workers)
@@ -399,17 +413,13 @@ def response_times(
         session_runners.append(runner)
         return runner
 
-    def get(url: str) -> float:
-        start = time.perf_counter()
-        with urllib.request.urlopen(url, timeout=60) as response:
-            response.read()
-        return time.perf_counter() - start
-
-    def get_times(url: str) -> list[float]:
-        return [get(url) for _ in range(samples)]
+    def get_times(url: str, count: int = samples) -> list[float]:
+        client = [sys.executable, "-c", GET_CLIENT, url, str(count)]
+        output = subprocess.run(client, capture_output=True, text=True, timeout=300, check=True).stdout
+        return [float(line) for line in output.split()]
 
     with served(app) as url:
-        get(url)  # the first page of a server imports and builds what the next ones reuse
+        get_times(url, 1)  # the first page of a server imports and builds what the next ones reuse
         idle = get_times(url)
         sessions = [pull_session(url=url) for _ in range(10)]
         for runner in session_runners[-10:]:
