@@ -1,15 +1,21 @@
 """Sessions come and go: after a warm-up round of 100, 50 more leave no threads and little memory;
-300 sessions hold no thread while idle and share the pool's threads while busy."""
+300 sessions hold no thread while idle and share the pool's threads while busy.
+
+Both serve pages built of the runners alone: the runners are what these tests are about, and a
+session of the example page, with its template and chart, costs the server six times as much.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from support import (
+    PACKAGE,
     ROOT,
     close_sessions,
     executor_of,
@@ -33,8 +39,37 @@ AT_ONCE = 10
 #: Memory a warmed-up server may keep after SESSIONS more sessions are gone, in MiB: 200 KiB a session
 #: (it kept 0.0 to 2.3 MiB after 100, on Panel 1.9 and 1.10).
 MAX_GROWTH_MIB = 10
-#: Session runners on each page of the example: the experiments and the preview.
-EXAMPLE_SESSION_RUNNERS = 2
+#: The runners of the example page, as it makes them, on a page of their own: the experiments kept
+#: for the user, the preview where the newest wins, the shared feed; the variant's executor runs them.
+RUNNERS_PAGE = """\
+import logging
+
+import panel as pn
+
+from {package}.runners import GlobalTaskRunner, SessionTaskRunner{executor_import}
+from {package}.workers import fetch_prices, preview_estimate, simulate_experiment
+
+logging.getLogger("{package}").setLevel(logging.INFO)  # the runners' start and stop lines
+EXECUTOR = {executor}
+experiments = SessionTaskRunner.for_user(
+    "experiments", worker=simulate_experiment, max_tasks=20, executor=EXECUTOR
+)
+preview = SessionTaskRunner(worker=preview_estimate, policy="latest", executor=EXECUTOR)
+latest = GlobalTaskRunner(key="prices", worker=fetch_prices, seconds=1.0, executor=EXECUTOR).subscribe()
+pn.Column(experiments, preview, pn.pane.Str(latest.param.value)).servable()
+"""
+#: Session runners on each page: the experiments and the preview.
+PAGE_SESSION_RUNNERS = 2
+
+
+def runners_page(project: Path) -> str:
+    """RUNNERS_PAGE for the project's executor."""
+    dask = executor_of(project) == "dask"
+    return RUNNERS_PAGE.format(
+        package=PACKAGE,
+        executor_import=", DaskExecutor" if dask else "",
+        executor="DaskExecutor()" if dask else "None",
+    )
 
 
 def stopped_runners(log: str) -> int:
@@ -44,7 +79,9 @@ def stopped_runners(log: str) -> int:
 
 def test_sessions_after_a_warm_up_leave_no_threads_and_little_memory(project, tmp_path, report):
     only_with_both(project)
-    with panel_serve(project, tmp_path / "serve.log") as server:
+    app = tmp_path / "app.py"
+    app.write_text(runners_page(project))
+    with panel_serve(project, tmp_path / "serve.log", app=str(app)) as server:
 
         def round_of_sessions(first_runner: int, count: int) -> int:
             """Open and close ``count`` sessions, AT_ONCE at a time; return the peak thread count."""
@@ -54,7 +91,7 @@ def test_sessions_after_a_warm_up_leave_no_threads_and_little_memory(project, tm
                 peak = max(peak, server.status("Threads"))
                 close_sessions(sessions)
             # Sessions end in any order: count their runners' stops.
-            runners = first_runner + count * EXAMPLE_SESSION_RUNNERS - 1
+            runners = first_runner + count * PAGE_SESSION_RUNNERS - 1
             poll(lambda: stopped_runners(server.output()) >= runners, timeout=60,
                  message=f"{runners} runners stopped; log:\n{server.output()[-3000:]}")  # fmt: skip
             return peak
@@ -64,8 +101,8 @@ def test_sessions_after_a_warm_up_leave_no_threads_and_little_memory(project, tm
         round_of_sessions(first_runner=1, count=WARM_UP_SESSIONS)
         warmed = WARM_UP_SESSIONS
         baseline_threads, baseline_kib = server.status("Threads"), server.status("VmRSS")
-        peak = round_of_sessions(first_runner=warmed * EXAMPLE_SESSION_RUNNERS + 1, count=SESSIONS)
-        assert stopped_runners(server.output()) == (warmed + SESSIONS) * EXAMPLE_SESSION_RUNNERS
+        peak = round_of_sessions(first_runner=warmed * PAGE_SESSION_RUNNERS + 1, count=SESSIONS)
+        assert stopped_runners(server.output()) == (warmed + SESSIONS) * PAGE_SESSION_RUNNERS
         poll(lambda: server.status("Threads") <= baseline_threads, timeout=60,
              message=f"threads back to {baseline_threads}, now {server.status('Threads')}")  # fmt: skip
         growth_mib = (server.status("VmRSS") - baseline_kib) / 1024
