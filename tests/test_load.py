@@ -31,13 +31,14 @@ pytestmark = pytest.mark.slow
 #: Sessions measured after the warm-up: a thread or runner left per session shows in any number;
 #: memory kept per session shows in the growth against MAX_GROWTH_MIB.
 SESSIONS = 50
-#: Sessions that warm the server up: imports, and thread pools grown to their size. Fewer (30, or
-#: rounds of 20 until the thread count held) left Panel 1.10's pools growing in the measured round.
-#: Memory too: after 40, 60 more sessions still added 8.5 MiB on Panel 1.10; after 100, 0.3 MiB.
+#: Sessions that warm the server up: imports, and thread pools grown to their size. Measured with the
+#: example page: fewer (30, or rounds of 20 until the thread count held) left Panel 1.10's pools
+#: growing in the measured round; after 40, 60 more sessions still added 8.5 MiB on Panel 1.10, after
+#: 100, 0.3 MiB.
 WARM_UP_SESSIONS = 100
 AT_ONCE = 10
 #: Memory a warmed-up server may keep after SESSIONS more sessions are gone, in MiB: 200 KiB a session
-#: (it kept 0.0 to 2.3 MiB after 100, on Panel 1.9 and 1.10).
+#: (on the runners' page it kept 0.0 to 1.0 MiB, on Panel 1.9 and 1.10).
 MAX_GROWTH_MIB = 10
 #: The runners of the example page, as it makes them, on a page of their own: the experiments kept
 #: for the user, the preview where the newest wins, the shared feed; the variant's executor runs them.
