@@ -2,7 +2,8 @@
 
 Each fault is a task name; ``faulty(task)`` raises or returns that fault, and
 returns any other task as it is. A module of its own, so that Dask workers, in
-processes too, can import the worker by name.
+processes too, can import the worker by name (and ``server_libraries`` tells what
+such a process has loaded).
 """
 
 import importlib
@@ -92,6 +93,11 @@ def faulty(task: str) -> object:
     if task == "unpicklable result":  # a Dask worker process cannot send it back
         return threading.Lock()
     return task
+
+
+def server_libraries(task: object, control: object) -> list[str]:
+    """The libraries of the server, Panel's and Bokeh's, that the calling process has loaded."""
+    return sorted(name for name in ("panel", "bokeh") if name in sys.modules)
 
 
 _FAULTED: set[str] = set()

@@ -54,21 +54,31 @@ _MISSING = object()
 
 
 def process_state(
-    key: str, make: Callable[[], _State], at_exit: Callable[[_State], object] | None = None
+    key: str,
+    make: Callable[[], _State],
+    at_exit: Callable[[_State], object] | None = None,
+    *,
+    last: bool = False,
 ) -> _State:
     """Return the process's object under ``key`` in ``pn.state.cache``, made on first use.
 
     ``pn.state.cache`` outlives the re-import of the package under ``panel serve
     --dev``, so a reloaded module finds the threads its previous version started.
     When the object is made, ``at_exit(state)``, if given, is registered to run
-    once as the process exits, by ``run_exit_hooks()``: the last registered first.
+    once as the process exits, by ``run_exit_hooks()``: the last registered first,
+    but a hook registered with ``last=True`` after every other (the Dask client,
+    which the runners' last calls still use).
     """
     with _process_state_creation:
         state = pn.state.cache.get(key)
         if state is None:
             state = pn.state.cache[key] = make()
             if at_exit is not None:
-                _exit_hooks().append(partial(at_exit, state))
+                hooks, hook = _exit_hooks(), partial(at_exit, state)
+                if last:
+                    hooks.insert(0, hook)
+                else:
+                    hooks.append(hook)
     return state
 
 
@@ -82,7 +92,7 @@ def _exit_hooks() -> list[Callable[[], object]]:
 
 
 def run_exit_hooks() -> None:
-    """Run the exit hooks registered by ``process_state``, the last registered first, each once.
+    """Run the exit hooks registered by ``process_state``, in its order, each once.
 
     Runs at exit, or earlier on Ctrl+C (``stop_loop_on_ctrl_c``): by the time
     atexit runs, Python has shut down its thread pools, and a Dask scheduler that
