@@ -132,15 +132,16 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium driven by Playwright, one per test; skipped without it, except in CI.
+    """Headless Chromium driven by Playwright, skipped without it, except in CI.
 
-    While it runs, Playwright's sync API keeps an event loop running in the main
-    thread, so the tests' sessions of Bokeh's protocol open on a loop in a thread
-    of their own (support.open_sessions). One browser per test process would save
-    about 30 core-seconds, but the parallel runs that had one saw a generated Dask
-    test stall.
+    One per test module in a test process: the module's tests that run in a row in that
+    process share it, each in browser contexts of its own (``new_page``), and it closes
+    once the process moves to another module's tests. While it runs, Playwright's sync API
+    keeps an event loop running in the main thread, where other modules' tests would find it
+    (``asyncio.run`` refuses to start there): no browser outlives its module. The tests'
+    sessions of Bokeh's protocol open on a loop in a thread of their own (support.open_sessions).
     """
     if not Path(CHROMIUM).exists():
         reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM)"
