@@ -193,8 +193,13 @@ else:
 """
 
 
-def served_threads(project: Path, sessions: int, task_seconds: float = 0.1) -> tuple[int, int, int]:
-    """OS threads of a `panel serve` process: at baseline, with ``sessions`` idle, at most while busy."""
+def served_threads(
+    project: Path, sessions: int, warm_up: int = 30, task_seconds: float = 0.1
+) -> tuple[int, int, int]:
+    """OS threads of a `panel serve` process: at baseline, with ``sessions`` idle, at most while busy.
+
+    The baseline is read after ``warm_up`` sessions opened and closed (imports, thread pools).
+    """
     with panel_serve(project, "bench_pool_app", POOL_APP) as (url, server):
         log = project / "bench_pool_app.log"
 
@@ -202,7 +207,7 @@ def served_threads(project: Path, sessions: int, task_seconds: float = 0.1) -> t
             status = Path(f"/proc/{server.pid}/status").read_text()
             return int(status.split("Threads:")[1].split()[0])
 
-        for session in [pull_session(url=url) for _ in range(30)]:  # warm-up: imports, pools
+        for session in [pull_session(url=url) for _ in range(warm_up)]:
             session.close()
         time.sleep(1)  # the closed sessions' runners stop
         baseline = threads()
@@ -529,7 +534,7 @@ def main() -> None:
             f"{threads_left} thread while they wait (the store's timer)",
         )
 
-        page_sessions = 5 if args.quick else 20
+        page_sessions = 3 if args.quick else 20
         row(
             f"Open and close a session of the example page (`both`, median of {page_sessions})",
             f"{example_page_session(project, page_sessions) * 1000:.0f} ms",
@@ -553,8 +558,8 @@ def main() -> None:
             f" {ratios[0]:.2f}x to {ratios[-1]:.2f}x)",
         )
 
-        idle_sessions = 30 if args.quick else 300
-        baseline, idle_threads, busy_threads = served_threads(project, idle_sessions)
+        idle_sessions, warm_up = (10, 10) if args.quick else (300, 30)
+        baseline, idle_threads, busy_threads = served_threads(project, idle_sessions, warm_up)
         default_workers = runners.shared_pool().max_workers
         row(
             f"`panel serve` OS threads, {idle_sessions} sessions (max_workers={default_workers})",
