@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -31,10 +32,17 @@ def test_ci_runs_the_readme_test_command():
 
 @pytest.mark.slow
 def test_the_readme_generate_command_works_as_written(tmp_path):
+    """The command, run in a clone of the template, makes an app that `copier update` can update."""
     template = copy_template(tmp_path / "copier-panel-threading")
+    shutil.copy(ROOT / ".gitignore", template)  # the command's .venv leaves the clone clean
+    for git in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "clone"]):
+        subprocess.run(
+            ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *git],
+            cwd=template, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
     readme = (ROOT / "README.md").read_text()
     command = readme.split("## Use it", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
-    assert command.endswith(" . ../my-app")
+    assert command.endswith(' "$PWD" ../my-app')
     result = subprocess.run(
         ["bash", "-c", command], cwd=template, capture_output=True, text=True, timeout=600
     )
@@ -43,6 +51,12 @@ def test_the_readme_generate_command_works_as_written(tmp_path):
     assert (app / "app.py").is_file()
     assert "panel serve app.py --dev" in result.stdout + result.stderr  # the next steps are printed
     assert (app / ".git").is_dir()  # the hook made the first commit
+    # The recorded source is the clone, not a path that means the app once inside it.
+    update = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults"],
+        cwd=app, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert update.returncode == 0, update.stdout[-3000:] + update.stderr[-3000:]
 
 
 @pytest.mark.slow
