@@ -17,6 +17,7 @@ import pytest
 from support import (
     PACKAGE,
     ROOT,
+    Server,
     close_sessions,
     executor_of,
     only_with_both,
@@ -136,6 +137,27 @@ def pool_app() -> str:
     return bench.POOL_APP
 
 
+#: How often the busy round samples the server's threads, in seconds: a thread of the pool lives a
+#: task's TASK_SECONDS at least, so every one is seen tens of times. A loop without a pause saw no
+#: more, and took a core from the server it measured.
+SAMPLE_SECONDS = 0.002
+#: How often it reads the server's log, which grows by two lines a session, in seconds.
+READ_LOG_SECONDS = 0.05
+
+
+def peak_threads_until(server: Server, logged: str, timeout: float) -> int:
+    """The most threads the server held, sampled until its log holds ``logged``; fail after ``timeout`` s."""
+    peak, deadline, next_read = 0, time.monotonic() + timeout, 0.0
+    while True:
+        peak = max(peak, server.status("Threads"))
+        if (now := time.monotonic()) >= next_read:
+            if logged in server.output():
+                return peak
+            assert now < deadline, f"{logged!r} within {timeout} s; log:\n{server.output()[-3000:]}"
+            next_read = now + READ_LOG_SECONDS
+        time.sleep(SAMPLE_SECONDS)
+
+
 def test_three_hundred_sessions_hold_no_thread_idle_and_share_the_pool_busy(project, tmp_path, report):
     if (threading_of(project), executor_of(project)) != ("both", "thread"):
         pytest.skip("the pool is the same in every variant with session runners: measured once, with `both`")
@@ -146,11 +168,7 @@ def test_three_hundred_sessions_hold_no_thread_idle_and_share_the_pool_busy(proj
         def busy_round(sessions: list[object], first_runner: int, finished: int) -> int:
             """Give each open session a task, wait for them all, close them; return the peak thread count."""
             sessions += open_sessions(server.url, 1, {"start": str(TASK_SECONDS)})
-            done = f"tasks done: {finished}\n"
-            peak, deadline = 0, time.monotonic() + 120
-            while done not in server.output():  # sampled as often as /proc allows
-                peak = max(peak, server.status("Threads"))
-                assert time.monotonic() < deadline, f"{done}; log:\n{server.output()[-3000:]}"
+            peak = peak_threads_until(server, f"tasks done: {finished}\n", timeout=120)
             close_sessions(sessions)
             last = f"SessionTaskRunner-{first_runner + len(sessions) - 2} stopped"
             poll(lambda: last in server.output(), timeout=60,
