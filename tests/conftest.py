@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from support import CHROMIUM, VARIANT_IDS, VARIANTS, copy_template, render
+from support import CHROMIUM, RUNS_THE_QUICK_LOOP, VARIANT_IDS, VARIANTS, copy_template, render
 
 #: The test files whose tests take longest, longest first (measured with --durations): they start
 #: first, so that the parallel workers finish together.
@@ -74,8 +74,33 @@ def variants_of(item: pytest.Item) -> set[str]:
     return {"-".join(params[name]) for name in ("before", "after") if name in params}  # a switch: both ends
 
 
+#: A variant's test of its generated quick loop, and that of the rest of its generated suite.
+QUICK_LOOP, SLOW_TESTS = "test_the_generated_quick_loop_passes", "test_the_generated_slow_tests_pass"
+
+
+def deselect(config: pytest.Config, items: list[pytest.Item], left_out: list[pytest.Item]) -> None:
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+
+
+def one_run_of_each_generated_suite(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Where a variant's quick-loop test and slow-tests test both run, its slow-tests test runs it all.
+
+    A generated pytest costs 3 to 4 core-seconds before its first test (Panel, Bokeh and Dask
+    imported, the tests collected): the quick-loop test is deselected, and the other runs the
+    whole suite in one process. ``-m "not slow"`` keeps the quick-loop test alone, as before.
+    """
+    quick_loops = {item.callspec.id: item for item in items if item.originalname == QUICK_LOOP}
+    slow_tests = {item.callspec.id: item for item in items if item.originalname == SLOW_TESTS}
+    for variant in quick_loops.keys() & slow_tests.keys():
+        slow_tests[variant].stash[RUNS_THE_QUICK_LOOP] = True
+    deselect(config, items, [quick_loops[variant] for variant in quick_loops.keys() & slow_tests.keys()])
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have chosen
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the variants that ``--variant`` names; run the longest files first.
+    """Keep the variants that ``--variant`` names; run each generated suite once; longest files first.
 
     A stable sort keeps each file's variants together.
     """
@@ -85,14 +110,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(
                 f"--variant {unknown_list}: no such variant; there are {', '.join(VARIANT_IDS)}"
             )
-        kept: list[pytest.Item] = []
-        left_out: list[pytest.Item] = []
-        for item in items:
-            variants = variants_of(item)
-            (left_out if variants and not variants & chosen else kept).append(item)
-        if left_out:
-            config.hook.pytest_deselected(items=left_out)
-            items[:] = kept
+        deselect(config, items, [item for item in items if (v := variants_of(item)) and not v & chosen])
+    one_run_of_each_generated_suite(config, items)
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name

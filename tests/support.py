@@ -65,6 +65,12 @@ CHROMIUM = os.environ.get("CHROMIUM") or next(
 )
 
 
+#: Set on a variant's test of its generated slow tests when the run holds its quick-loop test too
+#: (conftest.py): it then runs the whole generated suite in one process, and the quick-loop test
+#: is deselected, so that no generated test runs twice or pays for an interpreter of its own.
+RUNS_THE_QUICK_LOOP = pytest.StashKey[bool]()
+
+
 def copy_template(dst: Path) -> Path:
     """Copy the template as it is in the working tree, committed or not, to ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
