@@ -286,8 +286,8 @@ def run_readme_commands(commands: list[str], cwd: Path) -> str:
 
     uv takes the suite's interpreter (the Python line under test) and never downloads one. pip
     leaves each installed module's bytecode to its first import, as uv does (``PIP_COMPILE=false``):
-    compiling all 4,400 modules of the install took half of its CPU time, for the few the
-    quick loop imports.
+    compiling all 4,400 modules of the install took half of its CPU time, though the quick
+    loop imports only some of them.
     """
     environment = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
     environment |= {"UV_PYTHON": sys.executable, "UV_PYTHON_DOWNLOADS": "never", "PIP_COMPILE": "false"}
