@@ -7,7 +7,6 @@ generated suite as well.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -112,22 +111,15 @@ def restored(path: Path) -> Iterator[None]:
 
 
 def save_until_reloaded(
-    page: Page, path: Path, text: str, log: Callable[[], str], script: Path, timeout: float = 60
+    page: Page, path: Path, text: str, log: Callable[[], str], timeout: float = 60
 ) -> float:
     """Save ``path`` until --dev reloads the page; return when the save that did it was made.
 
     Panel's file watcher rests for a second after each reload, then watches afresh:
     a save within that second goes unseen, so save again until the page reloads.
-    Afresh means the files of the modules imported at that moment. A reloaded page
-    that takes longer than the second to come back (a starved machine) has not
-    imported the app's modules yet, and they go unwatched until the served
-    ``script`` changes (Panel 1.9 and 1.10, ``panel/io/reload.py``): after three
-    unseen saves, save the script as it is, whose reload runs the old code and
-    gets the modules watched again. ``log`` gives the server's output, for the
-    failure's message.
+    ``log`` gives the server's output, for the failure's message.
     """
     deadline = time.monotonic() + timeout
-    unseen = 0
     while True:
         try:
             with page.expect_navigation(timeout=3_000):
@@ -139,10 +131,6 @@ def save_until_reloaded(
                 pytest.fail(
                     f"no reload within {timeout} s of saving {path.name} again and again:\n{log()[-5000:]}"
                 )
-            unseen += 1
-            if unseen % 3 == 0:
-                with contextlib.suppress(PlaywrightTimeoutError), page.expect_navigation(timeout=10_000):
-                    script.write_text(script.read_text())
 
 
 def test_the_page_works_as_the_variant_promises(project, tmp_path, new_page):
@@ -292,7 +280,7 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
             text = original.replace('TICKERS = ("ACME", "GLOBEX", "INITECH")', f'TICKERS = ("EDIT{edit}",)')
             text = text.replace('return f"{samples} samples:', f'return f"edit {edit}: {{samples}} samples:')
             assert text != original
-            saved = save_until_reloaded(page, workers, text, server.output, project / "app.py")
+            saved = save_until_reloaded(page, workers, text, server.output)
             new_row = page.get_by_role("row", name=re.compile(f"^EDIT{edit} "))
             expect(new_row).to_be_visible(timeout=30_000)
             started = server.output().count("GlobalTaskRunner[prices] started")
