@@ -104,9 +104,10 @@ def one_run_of_each_generated_suite(config: pytest.Config, items: list[pytest.It
         return
     quick_loops = {item.callspec.id: item for item in items if item.originalname == QUICK_LOOP}
     slow_tests = {item.callspec.id: item for item in items if item.originalname == SLOW_TESTS}
-    for variant in quick_loops.keys() & slow_tests.keys():
+    merged = quick_loops.keys() & slow_tests.keys()
+    for variant in merged:
         slow_tests[variant].stash[RUNS_THE_QUICK_LOOP] = True
-    deselect(config, items, [quick_loops[variant] for variant in quick_loops.keys() & slow_tests.keys()])
+    deselect(config, items, [quick_loops[variant] for variant in merged])
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have chosen
