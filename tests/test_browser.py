@@ -143,8 +143,8 @@ def save_until_seen(
     every save of a module that the reloaded page had not imported again within the second:
     a page slow to come back (a starved machine) leaves the app's modules unwatched until
     the served ``script`` changes. Saving the script reloads the page with the modules it
-    holds (the old code) and gets them watched again after the rest, so every third
-    unseen save is one of the script.
+    holds (the old code) and gets them watched again after the rest: after two unseen
+    saves, the third is one of the script.
 
     Each save waits for the watcher's line in ``log``, the server's output (see
     ``watched_changes_logged``): no save is made while the watcher may still act on
