@@ -161,9 +161,9 @@ def save_until_seen(
             script.write_text(script.read_text())
         else:
             path.write_text(text)
-        while log().count(CHANGE_SEEN) == seen and time.monotonic() < saved + SEEN_WITHIN:
+        while not (acted := log().count(CHANGE_SEEN) > seen) and time.monotonic() < saved + SEEN_WITHIN:
             time.sleep(0.05)
-        if log().count(CHANGE_SEEN) > seen and not of_script:
+        if acted and not of_script:
             return saved, saves
         if time.monotonic() > deadline:
             pytest.fail(f"Panel's watcher saw no save of {path.name} within {timeout} s:\n{log()[-5000:]}")
