@@ -1,9 +1,10 @@
 """A pytest plugin: a failed test's browser pages, saved as PNG files in ``test-results/``.
 
-``pyproject.toml`` loads it (``-p``) for every test run. A test that fails while it
-holds a Playwright ``Page`` (a fixture such as ``page``) leaves one screenshot per
-page, named after the test; CI keeps the folder as an artifact. Tests without a
-browser, and passing ones, leave nothing.
+Template-owned, like every file of this folder. ``pyproject.toml`` loads it for
+every test run (``-p screenshots``: this folder is on pytest's ``pythonpath``). A
+test that fails while it holds a Playwright ``Page`` (a fixture such as ``page``)
+leaves one screenshot per page, named after the test; CI keeps the folder as an
+artifact. Tests without a browser, and passing ones, leave nothing.
 """
 
 from __future__ import annotations

@@ -1,0 +1,156 @@
+"""Tie a runner's updates to the Panel session that built it.
+
+Template-owned: ``copier update`` brings fixes to this file.
+
+A runner is built while Panel renders a session, but its work ends in other
+threads, where ``pn.state.curdoc`` is None: the session's document is captured
+while it is known (``session_document``), and each change is applied to the
+runner's parameters on that session's next tick (``Updates``), where Panel
+updates the page safely. Outside a session (a test, a notebook) changes apply
+in the thread that makes them, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import panel as pn
+import param
+
+if TYPE_CHECKING:
+    from bokeh.document import Document
+
+logger = logging.getLogger(__name__)
+
+
+def session_document() -> Document | None:
+    """The document of the session being rendered, or None outside a session."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return None
+    return doc
+
+
+def on_session_end(doc: Document, callback: Callable[[], object]) -> None:
+    """Call ``callback()`` when the session of ``doc`` is destroyed (this session only)."""
+    doc.on_session_destroyed(lambda session_context: callback())
+
+
+def server_loop(doc: Document) -> Any:
+    """The event loop (a Tornado IOLoop) of the server that serves ``doc``, or None."""
+    try:
+        return doc.session_context.server_context.application_context.io_loop  # type: ignore[union-attr]
+    except AttributeError:  # no session any more, or not a Bokeh server's
+        return None
+
+
+def call_in_session(doc: Document, callback: Callable[..., object], *args: Any) -> None:
+    """Run ``callback(*args)`` on the session's next tick, from any thread; dropped once it has ended.
+
+    The server's event loop adds the callback to the document: Bokeh's documents
+    are not safe to change from another thread while a session is being created.
+    """
+    loop = server_loop(doc)
+    if loop is None:  # no server (a notebook): the document takes it
+        _next_tick(doc, partial(callback, *args))
+    else:
+        loop.add_callback(_next_tick, doc, partial(callback, *args))
+
+
+def _next_tick(doc: Document, callback: Callable[[], object]) -> None:
+    try:
+        doc.add_next_tick_callback(callback)
+    except Exception:  # the session was destroyed meanwhile: nobody is left to update
+        logger.debug("Dropped an update for a destroyed session", exc_info=True)
+
+
+def set_outputs(obj: param.Parameterized, values: dict[str, Any]) -> None:
+    """Set ``obj``'s constant parameters; call it where ``Updates`` applies, one batch at a time.
+
+    ``obj`` must hold instance copies of its parameters (``obj.param.objects()``
+    in its ``__init__``), so that ``param.edit_constant`` touches this object's
+    parameters alone, never those of its class. A watcher's error is logged:
+    it must not stop the runner nor drop the values after it.
+    """
+    try:
+        with param.edit_constant(obj):
+            obj.param.update(values)
+    except Exception:
+        logger.exception("%s: a watcher of its parameters failed", obj.name)
+
+
+class Updates:
+    """A runner's page updates: asked for from any thread, applied one batch at a time.
+
+    ``request(item)`` gathers ``item`` (an outcome, or None for "the state
+    changed") and has ``apply(items)`` called: in a session, on its next tick, at
+    most once per ``interval`` seconds; outside a session, at once, in the asking
+    thread, unless another thread is applying, which then applies this batch too.
+    ``apply`` may return a number of seconds: in a session, another update
+    follows after that long (to show what changed without a request).
+    """
+
+    def __init__(
+        self, doc: Document | None, apply: Callable[[list[Any]], float | None], interval: float = 0.0
+    ) -> None:
+        self.doc = doc
+        self._apply = apply
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._due = False  # a batch waits to be applied
+        self._busy = False  # an update is scheduled, or a thread is applying
+        self._last = 0.0
+        self._refreshing = False  # on the session's loop: a follow-up update is scheduled
+
+    def request(self, item: Any = None) -> None:
+        """Gather ``item`` and have the batch applied; from any thread."""
+        with self._lock:
+            if item is not None:
+                self._items.append(item)
+            self._due = True
+            if self._busy:
+                return
+            self._busy = True
+        if self.doc is None:
+            self._drain()
+        else:
+            call_in_session(self.doc, self._on_tick)
+
+    def _take(self) -> list[Any] | None:
+        with self._lock:
+            if not self._due:
+                self._busy = False
+                return None
+            items, self._items, self._due = self._items, [], False
+            return items
+
+    def _drain(self) -> None:
+        while (items := self._take()) is not None:
+            self._apply(items)
+
+    def _on_tick(self) -> None:
+        wait = self._last + self._interval - time.monotonic()
+        if wait > 0:
+            self.doc.add_timeout_callback(self._on_tick, int(wait * 1000) + 1)
+            return
+        items = self._take()
+        if items is None:
+            return
+        self._last = time.monotonic()
+        with self._lock:
+            self._busy = False
+        with pn.io.hold(self.doc):  # one message to the browser for the whole batch
+            again = self._apply(items)
+        if again is not None and not self._refreshing:
+            self._refreshing = True
+            self.doc.add_timeout_callback(self._refresh, int(again * 1000))
+
+    def _refresh(self) -> None:
+        self._refreshing = False
+        self.request()
