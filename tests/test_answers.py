@@ -81,13 +81,13 @@ def test_the_queue_size_reaches_the_app(template, tmp_path):
 def test_max_workers_reaches_the_runners_settings(template, tmp_path):
     project = render(template, tmp_path / "project", threading="session", max_workers=2)
     settings = (project / "panel_threading_app" / "runners" / "settings.py").read_text()
-    assert "MAX_WORKERS = 2\n" in settings
+    assert 'MAX_WORKERS = _setting("MAX_WORKERS", 2, ' in settings
 
 
 def test_keep_seconds_reaches_the_runners_settings(template, tmp_path):
     project = render(template, tmp_path / "project", threading="both", keep_seconds=0)
     settings = (project / "panel_threading_app" / "runners" / "settings.py").read_text()
-    assert "KEEP_SECONDS = 0.0\n" in settings
+    assert 'KEEP_SECONDS = _setting("KEEP_SECONDS", 0.0, ' in settings
 
 
 def test_the_interval_reaches_the_app(template, tmp_path):

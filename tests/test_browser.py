@@ -403,7 +403,7 @@ ROUNDS = 3
 
 def test_a_closed_page_s_runner_stops_once_its_time_is_up(project, tmp_path, new_page):
     short = session_project_edited(
-        project, "*/runners/settings.py", "KEEP_SECONDS = 300.0", f"KEEP_SECONDS = {KEEP_SECONDS}"
+        project, "*/runners/settings.py", '"KEEP_SECONDS", 300.0,', f'"KEEP_SECONDS", {KEEP_SECONDS},'
     )
     with short, panel_serve(project, tmp_path / "serve.log") as server:
         threads = []

@@ -318,8 +318,8 @@ def test_the_next_release_changes_the_template_files_and_never_the_users(
     project = copy(template_repo, tmp_path / "app", **data)
     user_files = rewrite_as_a_user(project, threading, executor)
     # The next release fixes a runner and changes every example: none of it may reach the user's files.
-    sessions = template_repo / "template" / "{{package_name}}" / "runners" / "_sessions.py"
-    sessions.write_text(sessions.read_text() + "\n" + TEMPLATE_FIX)
+    fixed = template_repo / "template" / "{{package_name}}" / "runners" / "executors.py"
+    fixed.write_text(fixed.read_text() + "\n" + TEMPLATE_FIX)
     for example in EXAMPLE_SOURCES:
         path = template_repo / "template" / example
         path.write_text("# The next release's example.\n" + path.read_text())
@@ -327,7 +327,7 @@ def test_the_next_release_changes_the_template_files_and_never_the_users(
 
     result = update(project)
 
-    assert (project / PACKAGE / "runners" / "_sessions.py").read_text().endswith(TEMPLATE_FIX)
+    assert (project / PACKAGE / "runners" / "executors.py").read_text().endswith(TEMPLATE_FIX)
     for name, content in user_files.items():
         assert (project / name).read_bytes() == content, f"the update changed {name}"
     assert not (project / "tests" / "test_app.py").exists(), "a deleted file of the user's came back"
