@@ -6,7 +6,8 @@ runners and measures, in one run:
 - the bookkeeping a SessionTaskRunner adds to each task, on tasks of 1 ms, against a bare
   queue.Queue and thread;
 - fairness of the session runners' shared pool: 10 sessions queue 10 tasks each at once;
-- GlobalTaskRunner.remove() latency for several intervals;
+- GlobalTaskRunner.remove() latency for several intervals, and how long building a global runner
+  takes right after a --dev re-import of its module, while the old thread is in a 3 s call;
 - global worker calls per second with 1 and with 300 open sessions;
 - the OS threads of a `panel serve` process (read in /proc) with 300 sessions open, idle
   and each running a short task;
@@ -236,6 +237,44 @@ def remove_latency(runners: object, seconds: float) -> float:
     start = time.perf_counter()
     runner.remove()
     return time.perf_counter() - start
+
+
+#: A worker module that a --dev reload re-imports: each call lasts 3 s.
+SLOW_WORKER = """\
+import time
+
+
+def slow() -> float:
+    time.sleep(3.0)
+    return time.monotonic()
+"""
+
+
+def reload_stall(project: Path, package: str) -> float:
+    """Seconds that building a global runner takes (on the server's loop, in a session) just after a
+    --dev re-import of the package and the worker's module, while the old thread is in a 3 s call."""
+    (project / "bench_slow_worker.py").write_text(SLOW_WORKER)
+    ours = (package, "bench_slow_worker")
+    saved = {name: module for name, module in sys.modules.items() if name.partition(".")[0] in ours}
+    runners = importlib.import_module(f"{package}.runners")
+    old = runners.GlobalTaskRunner(
+        key="bench-reload", worker=importlib.import_module("bench_slow_worker").slow, seconds=0.01
+    )
+    registry = importlib.import_module(f"{package}.runners.global_runner")._registry()
+    wait_for(lambda: registry.beats["bench-reload"].control is not None)  # the old thread is in its call
+    for name in [name for name in sys.modules if name.partition(".")[0] in ours]:
+        del sys.modules[name]
+    reloaded = importlib.import_module(f"{package}.runners").GlobalTaskRunner  # imported before the clock
+    worker = importlib.import_module("bench_slow_worker").slow
+    start = time.perf_counter()
+    new = reloaded(key="bench-reload", worker=worker, seconds=0.01)
+    stall = time.perf_counter() - start
+    new.remove(timeout=0)
+    wait_for(lambda: not old.thread.is_alive() and not new.thread.is_alive())
+    for name in [name for name in sys.modules if name.partition(".")[0] in ours]:
+        del sys.modules[name]
+    sys.modules.update(saved)
+    return stall
 
 
 def free_port() -> int:
@@ -525,6 +564,12 @@ def main() -> None:
                 f"GlobalTaskRunner.remove(), seconds={seconds}",
                 f"{remove_latency(runners, seconds) * 1000:.1f} ms",
             )
+
+        stall = reload_stall(project, "panel_threading_app")
+        row(
+            "Building a global runner just after a --dev re-import, the old thread in a 3 s call",
+            f"{stall * 1000:.1f} ms, which the server's event loop waits",
+        )
 
         last_first, first_third = fairness(runners)
         row(

@@ -45,6 +45,7 @@ TEMPLATE_FILES = {
     "tests/runners/test_screenshots.py",
     "tests/runners/test_served_app.py",
     "tests/runners/test_server_loop.py",
+    "tests/runners/test_session_updates.py",
 }
 COMMON_FILES = USER_FILES | TEMPLATE_FILES
 VARIANT_FILES = {

@@ -6,10 +6,10 @@ Template-owned: ``copier update`` brings fixes to this file.
   pool, the global runners' registry, the Dask client), kept in ``pn.state.cache``,
   which outlives the re-import of the package under ``panel serve --dev``, and
   the hooks that stop them as the process exits.
-- ``prepare_server``: called when the first runner is built in a served session.
-  It makes Ctrl+C stop ``panel serve`` cleanly, keeps failed writes to pages
-  that have gone out of the error log, and lowers Python's switch interval
-  (``SWITCH_INTERVAL`` in settings.py; ``None`` leaves it alone).
+- ``prepare_server``: called by every runner built in a served session, it acts
+  once. It lowers Python's switch interval (``SWITCH_INTERVAL`` in settings.py;
+  ``None`` leaves it alone), makes Ctrl+C stop ``panel serve`` cleanly, and keeps
+  failed writes to pages that have gone out of the error log.
 
 Nothing else in the runners changes the process's state.
 """
@@ -107,15 +107,15 @@ def prepare_server() -> None:
     - Python's switch interval is lowered to ``SWITCH_INTERVAL``: a thread that
       computes then hands the GIL to the server's thread sooner.
 
-    Each is done once per process (the handler once per event loop).
+    Each is done once per process (the handler once per event loop, where one runs).
     """
+    if SWITCH_INTERVAL is not None and sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        logger.debug("Python's switch interval lowered to %g s", SWITCH_INTERVAL)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    if SWITCH_INTERVAL is not None and sys.getswitchinterval() > SWITCH_INTERVAL:
-        sys.setswitchinterval(SWITCH_INTERVAL)
-        logger.debug("Python's switch interval lowered to %g s", SWITCH_INTERVAL)
     if not isinstance(loop.get_exception_handler(), _ClosedPageWrites):
         loop.set_exception_handler(_ClosedPageWrites(loop.get_exception_handler()))
     if (

@@ -7,7 +7,7 @@ threads, where ``pn.state.curdoc`` is None: the session's document is captured
 while it is known (``session_document``), and each change is applied to the
 runner's parameters on that session's next tick (``Updates``), where Panel
 updates the page safely. Outside a session (a test, a notebook) changes apply
-in the thread that makes them, one batch at a time.
+in a thread that asks for one, one batch at a time.
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ def set_outputs(obj: param.Parameterized, values: dict[str, Any]) -> None:
 
     ``obj`` must hold instance copies of its parameters (``obj.param.objects()``
     in its ``__init__``), so that ``param.edit_constant`` touches this object's
-    parameters alone, never those of its class. A watcher's error is logged:
-    it must not stop the runner nor drop the values after it.
+    parameters alone, never those of its class. A watcher's error is logged, and
+    the runner goes on; the values are set, but param calls no other watcher of
+    that batch once one has raised.
     """
     try:
         with param.edit_constant(obj):
@@ -91,12 +92,10 @@ class Updates:
     changed") and has ``apply(items)`` called: in a session, on its next tick, at
     most once per ``interval`` seconds; outside a session, at once, in the asking
     thread, unless another thread is applying, which then applies this batch too.
-    ``apply`` may return a number of seconds: in a session, another update
-    follows after that long (to show what changed without a request).
     """
 
     def __init__(
-        self, doc: Document | None, apply: Callable[[list[Any]], float | None], interval: float = 0.0
+        self, doc: Document | None, apply: Callable[[list[Any]], object], interval: float = 0.0
     ) -> None:
         self.doc = doc
         self._apply = apply
@@ -106,7 +105,6 @@ class Updates:
         self._due = False  # a batch waits to be applied
         self._busy = False  # an update is scheduled, or a thread is applying
         self._last = 0.0
-        self._refreshing = False  # on the session's loop: a follow-up update is scheduled
 
     def request(self, item: Any = None) -> None:
         """Gather ``item`` and have the batch applied; from any thread."""
@@ -122,35 +120,31 @@ class Updates:
         else:
             call_in_session(self.doc, self._on_tick)
 
-    def _take(self) -> list[Any] | None:
+    def _take(self, done: bool) -> list[Any] | None:
+        """The batch to apply, or None; ``done``: a request from now on schedules another update."""
         with self._lock:
-            if not self._due:
-                self._busy = False
-                return None
-            items, self._items, self._due = self._items, [], False
-            return items
+            items, self._items = self._items, []
+            due, self._due = self._due, False
+            self._busy = due and not done
+            return items if due else None
 
     def _drain(self) -> None:
-        while (items := self._take()) is not None:
-            self._apply(items)
+        try:
+            while (items := self._take(done=False)) is not None:
+                self._apply(items)
+        except BaseException:
+            with self._lock:
+                self._busy = False  # the next request applies again
+            raise
 
     def _on_tick(self) -> None:
         wait = self._last + self._interval - time.monotonic()
         if wait > 0:
             self.doc.add_timeout_callback(self._on_tick, int(wait * 1000) + 1)
             return
-        items = self._take()
+        items = self._take(done=True)
         if items is None:
             return
         self._last = time.monotonic()
-        with self._lock:
-            self._busy = False
         with pn.io.hold(self.doc):  # one message to the browser for the whole batch
-            again = self._apply(items)
-        if again is not None and not self._refreshing:
-            self._refreshing = True
-            self.doc.add_timeout_callback(self._refresh, int(again * 1000))
-
-    def _refresh(self) -> None:
-        self._refreshing = False
-        self.request()
+            self._apply(items)
