@@ -1,5 +1,5 @@
 """GitHub workflows: the generated project's and this repository's, valid, linted and in step with
-the READMEs they mirror."""
+the READMEs they mirror; the generated update workflow's script, run outside GitHub."""
 
 from __future__ import annotations
 
