@@ -44,6 +44,7 @@ USER_FILES = frozenset(
     {
         ".dockerignore",
         ".github/workflows/ci.yml",
+        ".github/workflows/template-update.yml",
         "Dockerfile",
         "README.md",
         "app.py",
