@@ -4,7 +4,8 @@ Renders the template's ``both`` variant into a temporary folder, imports its
 runners and measures, in one run:
 
 - the bookkeeping a SessionTaskRunner adds to each task, on tasks of 1 ms, against a bare
-  queue.Queue and thread;
+  queue.Queue and thread, and the CPU a task costs the server in a served session whose page
+  binds the runner (the runner's work and Panel's updates of the page);
 - fairness of the session runners' shared pool: 10 sessions queue 10 tasks each at once;
 - GlobalTaskRunner.remove() latency for several intervals, and how long building a global runner
   takes right after a --dev re-import of its module, while the old thread is in a 3 s call;
@@ -307,6 +308,29 @@ def served(app: Callable[[], object]) -> Iterator[str]:
         server.join(10)
 
 
+def session_task_cost(runners: object, tasks: int) -> tuple[float, float]:
+    """Seconds of wall time beyond the work, and of this process's CPU, a task of 1 ms costs in a
+    served session whose page shows the runner and its value (a Bokeh client holds the session)."""
+    session_runners: list[object] = []
+
+    def app() -> object:
+        runner = runners.SessionTaskRunner(worker=one_millisecond, max_tasks=tasks)
+        session_runners.append(runner)
+        return pn.Column(runner, pn.pane.Str(runner.param.value))
+
+    with served(app) as url:
+        session = pull_session(url=url)
+        wait_for(lambda: session_runners)
+        runner = session_runners[0]
+        cpu, start = time.process_time(), time.perf_counter()
+        for task in range(tasks):
+            runner.append(task)
+        wait_for(lambda: runner.completed == tasks)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        session.close()
+    return (wall - tasks * 0.001) / tasks, cpu / tasks
+
+
 #: A worker for a served global feed: it counts its calls in a file the benchmark reads.
 FEED_MODULE = """\
 import os
@@ -557,6 +581,12 @@ def main() -> None:
             f"Tasks of 1 ms, SessionTaskRunner outside a session ({args.tasks} tasks, median of {rounds})",
             f"{statistics.median(our_rates):,.0f} tasks/s: {statistics.median(extra):.0f} µs of bookkeeping"
             f" a task in the median round ({extra[0]:.0f} to {extra[-1]:.0f} µs)",
+        )
+
+        overhead, cpu = session_task_cost(runners, args.tasks // 2)
+        row(
+            f"Tasks of 1 ms in a served session whose page shows the runner ({args.tasks // 2} tasks)",
+            f"{overhead * 1e6:.0f} µs a task beyond the work, {cpu * 1e6:.0f} µs of the server's CPU a task",
         )
 
         for seconds in (1, 5, 30):

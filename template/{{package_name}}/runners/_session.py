@@ -69,20 +69,22 @@ def _next_tick(doc: Document, callback: Callable[[], object]) -> None:
         logger.debug("Dropped an update for a destroyed session", exc_info=True)
 
 
-def set_outputs(obj: param.Parameterized, values: dict[str, Any]) -> None:
-    """Set ``obj``'s constant parameters; call it where ``Updates`` applies, one batch at a time.
+def set_outputs(obj: param.Parameterized, *updates: dict[str, Any]) -> None:
+    """Set ``obj``'s constant parameters, one ``obj.param.update`` for each of ``updates``, in order.
 
-    ``obj`` must hold instance copies of its parameters (``obj.param.objects()``
-    in its ``__init__``), so that ``param.edit_constant`` touches this object's
+    Call it where ``Updates`` applies, one batch at a time. ``obj`` must hold
+    instance copies of its parameters (``obj.param.objects()`` in its
+    ``__init__``), so that ``param.edit_constant`` touches this object's
     parameters alone, never those of its class. A watcher's error is logged, and
     the runner goes on; the values are set, but param calls no other watcher of
-    that batch once one has raised.
+    that update once one has raised.
     """
-    try:
-        with param.edit_constant(obj):
-            obj.param.update(values)
-    except Exception:
-        logger.exception("%s: a watcher of its parameters failed", obj.name)
+    with param.edit_constant(obj):
+        for values in updates:
+            try:
+                obj.param.update(values)
+            except Exception:
+                logger.exception("%s: a watcher of its parameters failed", obj.name)
 
 
 class Updates:
@@ -92,10 +94,12 @@ class Updates:
     changed") and has ``apply(items)`` called: in a session, on its next tick, at
     most once per ``interval`` seconds; outside a session, at once, in the asking
     thread, unless another thread is applying, which then applies this batch too.
+    ``apply`` may return a number of seconds: in a session, an update follows
+    after that long, for what changes without a request (a place in a line).
     """
 
     def __init__(
-        self, doc: Document | None, apply: Callable[[list[Any]], object], interval: float = 0.0
+        self, doc: Document | None, apply: Callable[[list[Any]], float | None], interval: float = 0.0
     ) -> None:
         self.doc = doc
         self._apply = apply
@@ -105,6 +109,7 @@ class Updates:
         self._due = False  # a batch waits to be applied
         self._busy = False  # an update is scheduled, or a thread is applying
         self._last = 0.0
+        self._refreshing = False  # on the session's loop: a follow-up update is scheduled
 
     def request(self, item: Any = None) -> None:
         """Gather ``item`` and have the batch applied; from any thread."""
@@ -147,4 +152,11 @@ class Updates:
             return
         self._last = time.monotonic()
         with pn.io.hold(self.doc):  # one message to the browser for the whole batch
-            self._apply(items)
+            again = self._apply(items)
+        if again is not None and not self._refreshing:
+            self._refreshing = True
+            self.doc.add_timeout_callback(self._refresh, int(again * 1000))
+
+    def _refresh(self) -> None:
+        self._refreshing = False
+        self.request()
