@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -415,37 +416,35 @@ def calls_per_second(project: Path, sessions: tuple[int, ...], window: float) ->
     return rates
 
 
-def resident_kib() -> int:
-    """This process's resident memory, in KiB (Linux)."""
-    status = Path("/proc/self/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-
-
 def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[float, int]:
-    """KiB per runner kept with no session, each with ``outcomes`` finished tasks; threads left."""
+    """KiB per queue kept with no session, each with ``outcomes`` finished tasks; threads left.
+
+    As ``for_user`` does, the store keeps each runner's queue; the runners themselves (a
+    session's Panel objects) go with their sessions. The memory is what Python still holds
+    for them (tracemalloc), not the process's resident size, which keeps what was freed.
+    """
     kept = importlib.import_module(f"{runners.__name__}.kept")
     store = kept.KeptRunners(max_kept=count, name="bench-kept")
     wait_for(lambda: not runners.shared_pool().threads)  # the threads of earlier rows have ended
     gc.collect()
-    before, threads = resident_kib(), threading.active_count()
+    tracemalloc.start()
+    before, threads = tracemalloc.get_traced_memory()[0], threading.active_count()
     made = []
     for number in range(count):
-        runner, _ = store.attach(
-            number,
-            "session",
-            lambda: runners.SessionTaskRunner(worker=str, max_tasks=outcomes, history_size=outcomes),
-            keep_for=3600,
-        )
+        runner = runners.SessionTaskRunner(worker=str, max_tasks=outcomes, history_size=outcomes)
+        store.attach(number, "session", lambda runner=runner: runner._queue, keep_for=3600)
         for task in range(outcomes):
             runner.append(task)
         made.append(runner)
     wait_for(lambda: all(runner.completed == outcomes for runner in made))
-    for number in range(count):
+    for number, runner in enumerate(made):
+        runner._stop_listening()  # as the runner's session ends
         store.detach(number, "session")
-    made.clear()  # the store holds them now: only its references count
+    made.clear()  # the store holds their queues now: only its references count
     wait_for(lambda: threading.active_count() <= threads + 1)  # the pool's threads end; the timer stays
     gc.collect()
-    per_runner = (resident_kib() - before) / count
+    per_runner = (tracemalloc.get_traced_memory()[0] - before) / 1024 / count
+    tracemalloc.stop()
     assert store.kept == count
     left = threading.active_count() - threads
     store.stop_all()
@@ -611,7 +610,7 @@ def main() -> None:
         kept_count, outcomes = (100, 20) if args.quick else (1000, 20)
         per_runner, threads_left = kept_runners_memory(runners, kept_count, outcomes)
         row(
-            f"{kept_count} runners kept with no session (`for_user`), {outcomes} outcomes each",
+            f"{kept_count} queues kept with no session (`for_user`), {outcomes} outcomes each",
             f"{per_runner:.1f} KiB each ({per_runner * kept_count / 1024:.1f} MiB), "
             f"{threads_left} thread while they wait (the store's timer)",
         )
