@@ -93,8 +93,10 @@ class Updates:
     ``request(item)`` gathers ``item`` (an outcome, or None for "the state
     changed") and has ``apply(items)`` called: in a session, on its next tick, at
     most once per ``interval`` seconds; outside a session, at once, in the asking
-    thread, unless another thread is applying, which then applies this batch too.
-    ``apply`` may return a number of seconds: in a session, an update follows
+    thread, unless another thread is applying: that thread then applies this batch
+    too, and the asking thread waits for it, so that the parameters are up to date
+    when ``request`` returns (a watcher that asks, in the applying thread, does not
+    wait). ``apply`` may return a number of seconds: in a session, an update follows
     after that long, for what changes without a request (a place in a line).
     """
 
@@ -104,10 +106,12 @@ class Updates:
         self.doc = doc
         self._apply = apply
         self._interval = interval
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._items: list[Any] = []
         self._due = False  # a batch waits to be applied
         self._busy = False  # an update is scheduled, or a thread is applying
+        self._asked = self._applied = 0  # requests made, and how many of them are applied
+        self._applier: int | None = None  # outside a session: the thread that applies, while one does
         self._last = 0.0
         self._refreshing = False  # on the session's loop: a follow-up update is scheduled
 
@@ -117,7 +121,10 @@ class Updates:
             if item is not None:
                 self._items.append(item)
             self._due = True
+            self._asked = asked = self._asked + 1
             if self._busy:
+                if self.doc is None and self._applier != threading.get_ident():
+                    self._lock.wait_for(lambda: self._applied >= asked)
                 return
             self._busy = True
         if self.doc is None:
@@ -125,21 +132,37 @@ class Updates:
         else:
             call_in_session(self.doc, self._on_tick)
 
-    def _take(self, done: bool) -> list[Any] | None:
-        """The batch to apply, or None; ``done``: a request from now on schedules another update."""
+    def _take(self, done: bool) -> tuple[list[Any], int] | None:
+        """The batch to apply and the requests it answers, or None when nothing is due.
+
+        ``done``: a request from now on schedules another update (in a session).
+        """
         with self._lock:
-            items, self._items = self._items, []
-            due, self._due = self._due, False
-            self._busy = due and not done
-            return items if due else None
+            if not self._due:  # every request so far is applied
+                self._busy = False
+                if self._applier == threading.get_ident():
+                    self._applier = None
+                self._applied = self._asked
+                self._lock.notify_all()
+                return None
+            items, self._items, self._due = self._items, [], False
+            self._busy = not done
+            return items, self._asked
 
     def _drain(self) -> None:
+        with self._lock:
+            self._applier = threading.get_ident()
         try:
-            while (items := self._take(done=False)) is not None:
+            while (batch := self._take(done=False)) is not None:
+                items, asked = batch
                 self._apply(items)
+                with self._lock:
+                    self._applied = asked
+                    self._lock.notify_all()
         except BaseException:
-            with self._lock:
-                self._busy = False  # the next request applies again
+            with self._lock:  # the next request applies again; nobody waits for this batch
+                self._applier, self._busy, self._applied = None, False, self._asked
+                self._lock.notify_all()
             raise
 
     def _on_tick(self) -> None:
@@ -147,12 +170,12 @@ class Updates:
         if wait > 0:
             self.doc.add_timeout_callback(self._on_tick, int(wait * 1000) + 1)
             return
-        items = self._take(done=True)
-        if items is None:
+        batch = self._take(done=True)
+        if batch is None:
             return
         self._last = time.monotonic()
         with pn.io.hold(self.doc):  # one message to the browser for the whole batch
-            again = self._apply(items)
+            again = self._apply(batch[0])
         if again is not None and not self._refreshing:
             self._refreshing = True
             self.doc.add_timeout_callback(self._refresh, int(again * 1000))
