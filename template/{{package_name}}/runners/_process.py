@@ -3,7 +3,8 @@
 Template-owned: ``copier update`` brings fixes to this file.
 
 - ``process_state``: objects that live once per process (the session runners'
-  pool, the global runners' registry, the Dask client), kept in ``pn.state.cache``,
+  pools, the global runners' registry, the event loop of ``async def`` workers
+  (``runners_loop``), the Dask client), kept in ``pn.state.cache``,
   which outlives the re-import of the package under ``panel serve --dev``, and
   the hooks that stop them as the process exits.
 - ``prepare_server``: called by every runner built in a served session, it acts
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 
 import panel as pn
 
+from .event_loop import EventLoopThread
 from .settings import SWITCH_INTERVAL
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,14 @@ def process_state(
             if at_exit is not None:
                 hooks[key] = (last, partial(at_exit, state))
     return state
+
+
+def runners_loop() -> EventLoopThread:
+    """The process's event loop for ``async def`` workers, in a thread of its own, started on first use.
+
+    It stops as the process exits, after the runners that use it.
+    """
+    return process_state(f"{__name__}.runners_loop", EventLoopThread, EventLoopThread.stop)
 
 
 def run_exit_hooks() -> None:

@@ -160,6 +160,11 @@ def progress_fraction(done: float, total: float | None = None) -> float:
     return done
 
 
+def is_async(function: Callable[..., Any]) -> bool:
+    """True if ``function`` is an ``async def`` function (or a method, or a ``functools.partial`` of one)."""
+    return inspect.iscoroutinefunction(function)
+
+
 def takes_control(function: Callable[..., Any]) -> bool:
     """True if ``function`` has a parameter named ``control``."""
     try:

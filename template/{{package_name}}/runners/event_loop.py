@@ -1,0 +1,164 @@
+"""The runners' own event loop, where ``async def`` workers run.
+
+Template-owned: ``copier update`` brings fixes to this file.
+
+Plain Python, no Panel. An ``EventLoopThread`` runs an asyncio event loop in a
+daemon thread of its own, started on first use. It is not the server's loop: a
+worker that blocks by mistake holds up the other async workers, never the pages.
+The process has one (``_process.runners_loop()``), stopped as the process exits.
+
+A worker's coroutine runs in an asyncio task of its own, which its
+``TaskControl`` cancels: on ``cancel()``, a timeout or a stop, the worker gets
+``CancelledError`` at its next ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any
+
+from .executors import TaskCancelled, TaskControl
+
+logger = logging.getLogger(__name__)
+
+
+async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl) -> Any:
+    """Await a worker's ``coroutine`` in a task of its own, which ``control.cancel()`` cancels.
+
+    Returns what the worker returns and raises what it raises, ``SystemExit``
+    and ``KeyboardInterrupt`` too: the caller must not let those end its own
+    task, or they stop the loop. A worker cancelled through ``control`` ends
+    with ``TaskCancelled`` (``TaskTimedOut`` past its time limit). A
+    ``CancelledError`` that the worker raises though nothing cancelled it is its
+    failure, a ``RuntimeError``: it cannot cancel the task that awaits it.
+    """
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(caught(coroutine))
+    control.add_cancel_callback(partial(loop.call_soon_threadsafe, task.cancel))
+    try:
+        result = await task
+    except asyncio.CancelledError as error:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # the loop is stopping: let it
+            raise
+        control.raise_if_cancelled()
+        raise RuntimeError("The worker raised CancelledError, though nothing cancelled it") from error
+    if isinstance(result, Raised):
+        raise result.exception
+    return result
+
+
+class Raised:
+    """A ``SystemExit`` or ``KeyboardInterrupt`` that a coroutine raised, returned by ``caught``."""
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+async def caught(awaitable: Awaitable[Any]) -> Any:
+    """``await awaitable``; a ``SystemExit`` or ``KeyboardInterrupt`` it raises is returned as ``Raised``.
+
+    Raised in an asyncio task, those two stop its event loop: a worker's are its failure.
+    """
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exception:
+        return Raised(exception)
+
+
+class EventLoopThread:
+    """An asyncio event loop in a daemon thread of its own, started on first use.
+
+    It is an executor too (see executors.py), for a runner with a thread of its
+    own: ``call()`` runs an ``async def`` worker on the loop, and the calling
+    thread waits for its result.
+    """
+
+    #: Cancelling a call cancels the worker's task at its next ``await``.
+    interrupts = True
+
+    def __init__(self, name: str = "RunnersEventLoop") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The loop's thread while it runs; None before the first use and after ``stop()``."""
+        return self._thread
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop: started in its thread now if it is not running."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._run, args=(loop,), name=self.name, daemon=True)
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Run ``coroutine`` on the loop; its future can be waited for from any thread."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+
+    def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
+        """Run ``await function(*args)`` on the loop, with ``control=`` if ``pass_control``; wait for it.
+
+        Raises what the worker raised, or ``TaskCancelled`` once ``control`` is
+        cancelled (or the loop stops).
+        """
+        coroutine = function(*args, control=control) if pass_control else function(*args)
+        try:
+            result = self.submit(caught(await_worker(coroutine, control))).result()
+        except concurrent.futures.CancelledError:  # the loop stopped under the call
+            raise TaskCancelled from None
+        if isinstance(result, Raised):
+            raise result.exception
+        return result
+
+    def tasks(self, timeout: float = 5.0) -> set[asyncio.Task[Any]]:
+        """The loop's unfinished tasks: none once every worker has returned."""
+        if self._loop is None:
+            return set()
+        return self.submit(_other_tasks()).result(timeout)
+
+    def stop(self, timeout: float | None = 1.0) -> bool:
+        """Cancel the loop's tasks, give them ``timeout`` seconds to end, stop the loop; True once it has.
+
+        The next use starts a new loop.
+        """
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return True
+        asyncio.run_coroutine_threadsafe(_cancel_all_then_stop(timeout), loop)
+        thread.join(None if timeout is None else timeout + 1.0)
+        return not thread.is_alive()
+
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        logger.info("%s started", self.name)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+            logger.info("%s stopped", self.name)
+
+
+async def _other_tasks() -> set[asyncio.Task[Any]]:
+    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+
+async def _cancel_all_then_stop(timeout: float | None) -> None:
+    tasks = await _other_tasks()
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+    asyncio.get_running_loop().stop()
