@@ -206,6 +206,33 @@ def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
         assert [RESULT.match(text).group(1) for text in results(second)] == ["222", "444"]
 
 
+def async_example(project: Path) -> str:
+    """The runners' README example of an ``async def`` worker wired into a page."""
+    readme = next(project.glob("*/runners/README.md")).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    return next(code for code in blocks if "async def" in code)
+
+
+def test_async_tasks_queue_and_show_their_results_without_a_thread_each(project, tmp_path, new_page):
+    only_with_both(project)
+    app = tmp_path / "app.py"  # the README's example, served as a script of its own
+    app.write_text(f"{async_example(project)}\n\nlookup_panel().servable()\n")
+    with panel_serve(project, tmp_path / "serve.log", app=str(app)) as server:
+        page = new_page()
+        open_app(page, server.url)
+        page.get_by_role("button", name="Look up").click()
+        expect(page.get_by_text("panel: 5 letters")).to_be_visible()
+        box = page.get_by_role("textbox", name="Word")
+        box.fill("async")
+        box.press("Enter")
+        expect(box).to_have_value("async")
+        page.get_by_role("button", name="Look up").click(click_count=3)
+        expect(page.get_by_text(re.compile(r"^Processing \([12] queued\)$"))).to_be_visible()
+        expect(page.get_by_text("async: 5 letters")).to_be_visible()
+        expect(page.get_by_text("Idle")).to_be_visible()
+        assert tracebacks(server.output()) == [], server.output()[-5000:]
+
+
 @contextmanager
 def session_project_edited(project: Path, pattern: str, old: str, new: str) -> Iterator[None]:
     """Replace ``old`` by ``new`` in the project's file ``pattern`` while the block runs.
