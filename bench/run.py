@@ -16,12 +16,15 @@ runners and measures, in one run:
   10 sessions run one-second tasks, with the pool's max_workers at 1, 2 and the default;
 - CPU-bound task throughput, and the response time while they run, with the workers in the
   runners' threads and on Dask (executor=dask: a local cluster of worker processes);
+- ``async def`` workers: 100 served sessions each queue 10 tasks that wait 1 s, how long they all
+  take, the process's threads and the GET time meanwhile; the memory of one waiting async task;
 - render time of each variant.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import importlib
 import logging
@@ -465,6 +468,13 @@ for _ in range(int(sys.argv[2])):
 """
 
 
+def get_times(url: str, count: int) -> list[float]:
+    """Seconds of ``count`` GETs of ``url``, one after the other, from a process of their own."""
+    client = [sys.executable, "-c", GET_CLIENT, url, str(count)]
+    output = subprocess.run(client, capture_output=True, text=True, timeout=300, check=True).stdout
+    return [float(line) for line in output.split()]
+
+
 def response_times(
     runners: object,
     work: Callable[[object], object],
@@ -488,21 +498,16 @@ def response_times(
         session_runners.append(runner)
         return runner
 
-    def get_times(url: str, count: int = samples) -> list[float]:
-        client = [sys.executable, "-c", GET_CLIENT, url, str(count)]
-        output = subprocess.run(client, capture_output=True, text=True, timeout=300, check=True).stdout
-        return [float(line) for line in output.split()]
-
     with served(app) as url:
         get_times(url, 1)  # the first page of a server imports and builds what the next ones reuse
-        idle = get_times(url)
+        idle = get_times(url, samples)
         sessions = [pull_session(url=url) for _ in range(10)]
         for runner in session_runners[-10:]:
             for task in range(30):
                 runner.append(task)
         started = session_runners[-10:]
         wait_for(lambda: all(runner.busy or runner.waiting_ahead is not None for runner in started))
-        busy = statistics.median(get_times(url))
+        busy = statistics.median(get_times(url, samples))
         for runner in session_runners:
             runner.clear()
             runner.cancel()
@@ -510,12 +515,80 @@ def response_times(
             session.close()
         # Closed sessions stop their runners after the running task.
         wait_for(lambda: all(runner.join(0) for runner in session_runners), timeout=30)
-        idle += get_times(url)
+        idle += get_times(url, samples)
     return statistics.median(idle), busy
 
 
 def sleep_one_second(task: object) -> None:
     time.sleep(1.0)
+
+
+async def wait_one_second(task: object) -> None:
+    """An ``async def`` worker that waits 1 s, as a call to a slow web API would."""
+    await asyncio.sleep(1.0)
+
+
+def process_threads() -> int:
+    return int(Path("/proc/self/status").read_text().split("Threads:")[1].split()[0])
+
+
+def async_sessions(runners: object, sessions: int, tasks_each: int, samples: int) -> dict[str, float]:
+    """``sessions`` served sessions each queue ``tasks_each`` tasks of ``wait_one_second``.
+
+    Returns the seconds until all are done, the process's threads before and at most
+    meanwhile, and the median GET time of the app idle and while the tasks wait.
+    """
+    session_runners: list[object] = []
+
+    def app() -> object:
+        runner = runners.SessionTaskRunner(worker=wait_one_second, max_tasks=tasks_each)
+        session_runners.append(runner)
+        return runner
+
+    with served(app) as url:
+        get_times(url, 1)
+        idle = statistics.median(get_times(url, samples))
+        built = len(session_runners)  # each GET's session built one too
+        opened = [pull_session(url=url) for _ in range(sessions)]
+        wait_for(lambda: len(session_runners) == built + sessions)
+        queued = session_runners[built:]
+        baseline = most = process_threads()
+        start = time.perf_counter()
+        for runner in queued:
+            for task in range(tasks_each):
+                runner.append(task)
+        busy = statistics.median(get_times(url, samples))
+        while not all(runner.completed == tasks_each for runner in queued):
+            most = max(most, process_threads())
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - start
+        for session in opened:
+            session.close()
+    return {"seconds": elapsed, "baseline": baseline, "most": most, "idle": idle, "busy": busy}
+
+
+def async_task_memory(runners: object, count: int) -> float:
+    """KiB that one waiting task of an ``async def`` worker holds, its runner's queue apart."""
+    release = asyncio.Event()
+
+    async def wait(task: object) -> None:
+        await release.wait()
+
+    queued = [runners.SessionTaskRunner(worker=wait) for _ in range(count)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for runner in queued:
+        runner.append(None)
+    wait_for(lambda: all(runner.busy for runner in queued))
+    gc.collect()
+    waiting = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    runners._process.runners_loop().loop().call_soon_threadsafe(release.set)
+    wait_for(lambda: all(runner.completed == 1 for runner in queued))
+    for runner in queued:
+        runner.stop()
+    return waiting / count / 1024
 
 
 def compute_one_second(task: object) -> None:
@@ -660,6 +733,24 @@ def main() -> None:
                 f"GET /app, 10 sessions in 1 s CPU-bound tasks, max_workers={max_workers}",
                 f"{computing * 1000:.0f} ms ({computing / idle:.1f}x its server idle: {idle * 1000:.0f} ms)",
             )
+
+        sessions, tasks_each = (20, 3) if args.quick else (100, 10)
+        waited = async_sessions(runners, sessions, tasks_each, samples)
+        row(
+            f"{sessions} sessions x {tasks_each} tasks of an async worker that waits 1 s (served)",
+            f"{waited['seconds']:.1f} s for all ({tasks_each} s at the least, each session's in order); "
+            f"{waited['most'] - waited['baseline']:+.0f} threads at most ({waited['baseline']:.0f} before)",
+        )
+        row(
+            f"GET /app while those {sessions * tasks_each} async tasks wait (median of {samples})",
+            f"{waited['busy'] * 1000:.0f} ms ({waited['busy'] / waited['idle']:.1f}x its server idle: "
+            f"{waited['idle'] * 1000:.0f} ms)",
+        )
+        waiting = 200 if args.quick else 1000
+        row(
+            f"Memory of one waiting task of an async worker ({waiting} sessions' runners, one each)",
+            f"{async_task_memory(runners, waiting):.1f} KiB",
+        )
 
         sys.path.insert(0, str(Path(workdir) / "dask"))
         on_dask = importlib.import_module(f"{DASK_PACKAGE}.runners")
