@@ -47,6 +47,8 @@ USER_FILES = frozenset(
         ".github/workflows/template-update.yml",
         "Dockerfile",
         "README.md",
+        "deploy/compose.yaml",
+        "deploy/haproxy.cfg",
         "app.py",
         f"{PACKAGE}/__init__.py",
         f"{PACKAGE}/app.py",

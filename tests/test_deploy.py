@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,6 @@ from support import (
     dockerfile_instructions,
     executor_of,
     free_port,
-    listens,
     poll,
     stop_process,
     tracebacks,
@@ -155,18 +155,20 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
             for replica in range(1, service.get("deploy", {}).get("replicas", 1) + 1):
                 start(f"{name}-{replica}", command, image | environment)
 
-        # The haproxy image runs `haproxy -f /usr/local/etc/haproxy/haproxy.cfg` in the foreground.
+        for name in ("app1", "app2"):
+            log = logs / f"{name}-1.log"
+            poll(partial(liveness, ports[name]), timeout=60, message=f"{name} answers /liveness (log: {log})")
+        # The proxy once the apps answer: its first health checks would find them down otherwise,
+        # and it would refuse pages for seconds. The haproxy image runs `haproxy -f <its config>`
+        # in the foreground, as here.
         config = (project / "deploy" / "haproxy.cfg").read_text().replace("bind :8080", f"bind {proxy}")
         for name, address in addresses.items():
             config = config.replace(name, address)
         (logs / "haproxy.cfg").write_text(config)
         start("proxy", [HAPROXY, "-db", "-f", str(logs / "haproxy.cfg")], dict(os.environ))
 
-        for name in ("app1", "app2"):
-            poll(lambda: liveness(ports[name]), timeout=60,  # noqa: B023
-                 message=f"{name} answers /liveness; log:\n{(logs / f'{name}-1.log').read_text()}")  # fmt: skip
-        poll(lambda: listens(ports["proxy"]), timeout=30,
-             message=f"the proxy listens; log:\n{(logs / 'proxy.log').read_text()}")  # fmt: skip
+        log = logs / "proxy.log"
+        poll(partial(liveness, ports["proxy"]), timeout=30, message=f"the proxy answers (log: {log})")
         yield Deployment(f"http://{proxy}/app", logs)
 
 
