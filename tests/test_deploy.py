@@ -42,8 +42,6 @@ BIN = Path(sys.executable).parent
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 #: The cookie by which the proxy sends a browser back to its process (haproxy.cfg).
 AFFINITY_COOKIE = "SERVERID"
-#: What the example page shows of a finished experiment.
-RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
 #: Compose's interpolation: `$$` is a `$`; `${NAME:-default}` the variable, or the default if unset or empty.
 COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -266,10 +264,6 @@ def check_sticky_sessions(deployment: Deployment, new_page) -> None:
     assert server_of(stranger) == home
     shows_nothing_kept(stranger)
 
-    expect(page.get_by_role("listitem")).to_have_count(4, timeout=60_000)
-    assert [RESULT.match(text).group(1) for text in page.get_by_role("listitem").all_inner_texts()] == [
-        "50", "111", "222", "333",
-    ]  # fmt: skip
     for app in ("app1-1", "app2-1"):
         assert "WebSocket connection opened" in deployment.log(app), f"{app} served a page"
         assert tracebacks(deployment.log(app)) == [], deployment.log(app)[-8000:]
