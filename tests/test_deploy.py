@@ -114,7 +114,8 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
     services = compose_file(project)["services"]
     ports = {name: free_port() for name in ("scheduler", "app1", "app2", "proxy")}
     proxy = f"127.0.0.1:{ports['proxy']}"
-    # The services' addresses on Compose's network, and the dashboard's, on loopback.
+    # The services' addresses on Compose's network, then the scheduler's port and its dashboard's
+    # address in its command, as they are on loopback.
     addresses = {f"{name}:{port}": f"127.0.0.1:{ports[name]}"
                  for name, port in (("scheduler", 8786), ("app1", 5006), ("app2", 5006))}  # fmt: skip
     arguments = {"8786": str(ports["scheduler"]), ":8787": "127.0.0.1:0"}
