@@ -50,6 +50,23 @@ def compose_file(project: Path) -> dict:
     return yaml.safe_load((project / "deploy" / "compose.yaml").read_text())
 
 
+def proxy_config(project: Path, bind: str, addresses: dict[str, str]) -> str:
+    """The project's haproxy.cfg, listening on ``bind``, with the apps' addresses replaced."""
+    config = (project / "deploy" / "haproxy.cfg").read_text().replace("bind :8080", f"bind {bind}")
+    for name, address in addresses.items():
+        config = config.replace(name, address)
+    return config
+
+
+def require_haproxy() -> None:
+    """Skip the test without HAProxy, but in CI, where .ci/run installs it."""
+    if not Path(HAPROXY).exists():
+        reason = "no haproxy on this machine (apt-get install haproxy)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def interpolated(text: str, environment: dict[str, str]) -> str:
     """``text`` as Compose reads it, with the variables of ``environment``."""
 
@@ -83,6 +100,15 @@ def test_the_compose_file_runs_the_image_s_command_behind_the_proxy(project):
     proxy = services["proxy"]
     assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in proxy["volumes"]
     assert set(proxy["depends_on"]) == {"app1", "app2"}
+
+
+def test_haproxy_accepts_the_proxy_config(project, tmp_path):
+    require_haproxy()
+    config = tmp_path / "haproxy.cfg"
+    # The apps' host names resolve on Compose's network only; `haproxy -c` listens on nothing.
+    config.write_text(proxy_config(project, ":8080", {"app1:": "127.0.0.1:", "app2:": "127.0.0.1:"}))
+    result = subprocess.run([HAPROXY, "-c", "-f", config], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @dataclass
@@ -160,10 +186,7 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
         # The proxy once the apps answer: its first health checks would find them down otherwise,
         # and it would refuse pages for seconds. The haproxy image runs `haproxy -f <its config>`
         # in the foreground, as here.
-        config = (project / "deploy" / "haproxy.cfg").read_text().replace("bind :8080", f"bind {proxy}")
-        for name, address in addresses.items():
-            config = config.replace(name, address)
-        (logs / "haproxy.cfg").write_text(config)
+        (logs / "haproxy.cfg").write_text(proxy_config(project, proxy, addresses))
         start("proxy", [HAPROXY, "-db", "-f", str(logs / "haproxy.cfg")], dict(os.environ))
 
         log = logs / "proxy.log"
@@ -207,11 +230,7 @@ def test_behind_the_sticky_proxy_a_reload_finds_its_work_and_no_other_browser_do
     project, tmp_path, new_page, report
 ):
     """Every service of the both-dask compose file (the thread one's are these, less Dask's)."""
-    if not Path(HAPROXY).exists():
-        reason = "no haproxy on this machine (apt-get install haproxy)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_haproxy()
     workers = next(project.glob("*/workers.py"))
     original = workers.read_text()
     try:
