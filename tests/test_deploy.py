@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -237,7 +238,10 @@ def test_behind_the_sticky_proxy_a_reload_finds_its_work_and_no_other_browser_do
         # Experiments of 8 s: the reload lands while one runs, and the queue still holds another
         # when the page is back, however slowly a busy machine reloads it.
         workers.write_text(original.replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 8"))
+        started = time.monotonic()
         with deployed(project, tmp_path) as deployment:
+            seconds = time.monotonic() - started
+            report(f"deploy, both-dask: every service up, behind the proxy, after {seconds:.1f} s")
             check_sticky_sessions(deployment, new_page)
     finally:
         workers.write_text(original)
