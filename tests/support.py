@@ -47,6 +47,8 @@ USER_FILES = frozenset(
         ".github/workflows/template-update.yml",
         "Dockerfile",
         "README.md",
+        "deploy/compose.yaml",
+        "deploy/haproxy.cfg",
         "app.py",
         f"{PACKAGE}/__init__.py",
         f"{PACKAGE}/app.py",
@@ -174,6 +176,23 @@ def close_sessions(sessions: list[OpenSession]) -> None:
             session.socket.close()
 
     asyncio.run_coroutine_threadsafe(closed(), _CLIENT_LOOP).result(timeout=300)
+
+
+def dockerfile_instructions(project: Path) -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (keyword, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", "", (project / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def dockerfile_env(project: Path) -> dict[str, str]:
+    """The variables the Dockerfile's ENV lines set (NAME=value pairs)."""
+    found: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions(project):
+        if keyword == "ENV":
+            for pair in re.findall(r'(\w+)=("[^"]*"|\S+)', arguments):
+                found[pair[0]] = pair[1].strip('"')
+    return found
 
 
 def free_port() -> int:

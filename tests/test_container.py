@@ -26,6 +26,8 @@ from support import (
     ROOT,
     alive,
     descendants,
+    dockerfile_env,
+    dockerfile_instructions,
     executor_of,
     free_port,
     only_with_both,
@@ -33,23 +35,6 @@ from support import (
 )
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
-
-
-def dockerfile_instructions(project: Path) -> list[tuple[str, str]]:
-    """The Dockerfile's instructions as (keyword, arguments), continuation lines joined."""
-    text = re.sub(r"\\\n\s*", "", (project / "Dockerfile").read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
-
-
-def dockerfile_env(project: Path) -> dict[str, str]:
-    """The variables the Dockerfile's ENV lines set (NAME=value pairs)."""
-    found: dict[str, str] = {}
-    for keyword, arguments in dockerfile_instructions(project):
-        if keyword == "ENV":
-            for pair in re.findall(r'(\w+)=("[^"]*"|\S+)', arguments):
-                found[pair[0]] = pair[1].strip('"')
-    return found
 
 
 def test_the_dockerfile_passes_hadolint(project):

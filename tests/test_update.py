@@ -52,6 +52,8 @@ EXAMPLE_SOURCES = (
     "{{package_name}}/workers.py.jinja",
     "tests/conftest.py.jinja",
     "tests/test_app.py.jinja",
+    "deploy/compose.yaml.jinja",
+    "deploy/haproxy.cfg.jinja",
 )
 #: The variant, with every runner, whose updated project runs its whole suite. The others run
 #: the quick loop: their template files are a fresh render's byte for byte (asserted), and
