@@ -16,6 +16,8 @@ runners and measures, in one run:
   10 sessions run one-second tasks, with the pool's max_workers at 1, 2 and the default;
 - CPU-bound task throughput, and the response time while they run, with the workers in the
   runners' threads and on Dask (executor=dask: a local cluster of worker processes);
+- global worker calls per interval with 1 and with 2 `panel serve` processes on one Dask
+  scheduler, and the seconds from a SIGKILL of the producer's process to the other's next call;
 - render time of each variant.
 """
 
