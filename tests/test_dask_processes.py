@@ -36,7 +36,7 @@ LEASE_TIMEOUT, LEASE_VALIDATION_INTERVAL = 2.0, 0.5
 FAILOVER_BOUND = LEASE_TIMEOUT + LEASE_VALIDATION_INTERVAL + INTERVAL
 #: What a loaded 2-core machine may add to the bound: the new producer's call, the fan-out to the
 #: sessions, the processes' turns on the cores.
-LOAD_ALLOWANCE = 3.0
+LOAD_ALLOWANCE = 5.0
 #: Sessions opened on each server.
 SESSIONS = 2
 #: Intervals over which the calls are counted.
