@@ -18,6 +18,8 @@ runners and measures, in one run:
   runners' threads and on Dask (executor=dask: a local cluster of worker processes);
 - ``async def`` workers: 100 served sessions each queue 10 tasks that wait 1 s, how long they all
   take, the process's threads and the GET time meanwhile; the memory of one waiting async task;
+- global worker calls per interval with 1 and with 2 `panel serve` processes on one Dask
+  scheduler, and the seconds from a SIGKILL of the producer's process to the other's next call;
 - render time of each variant.
 """
 
@@ -40,7 +42,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import copier
@@ -419,6 +421,112 @@ def calls_per_second(project: Path, sessions: tuple[int, ...], window: float) ->
     return rates
 
 
+#: A worker for the global feed of several server processes on one scheduler: it notes the time
+#: of each call in a file. The benchmark's own process runs the scheduler and its worker.
+SHARED_FEED_MODULE = """\
+import time
+from pathlib import Path
+
+CALLS = Path(__file__).with_name("bench_shared_feed_calls.txt")
+
+
+def note_call() -> float:
+    now = time.time()
+    with CALLS.open("a") as calls:
+        calls.write(f"{now}\\n")
+    return now
+"""
+
+#: A served page of that feed: each process's sessions follow it.
+SHARED_FEED_APP = f"""\
+import logging
+
+import panel as pn
+
+from bench_shared_feed import note_call
+from {DASK_PACKAGE}.runners import DaskExecutor, GlobalTaskRunner
+
+logging.getLogger("{DASK_PACKAGE}").setLevel(logging.INFO)  # which process calls the worker
+
+feed = GlobalTaskRunner(key="bench-shared", worker=note_call, seconds={{interval}}, executor=DaskExecutor())
+pn.pane.Str(feed.param.value).servable()
+"""
+
+
+def shared_feed(
+    project: Path, sessions: int, interval: float, window: float, lease_timeout: float, validation: float
+) -> tuple[float, float, float]:
+    """Global worker calls per interval with 1, then 2 server processes of ``sessions`` sessions each
+    on one Dask scheduler; then seconds from a SIGKILL of the producer's process to the next call."""
+    import dask
+    from distributed import LocalCluster
+
+    (project / "bench_shared_feed.py").write_text(SHARED_FEED_MODULE)
+    calls_file = project / "bench_shared_feed_calls.txt"
+    calls_file.write_text("")
+    app = SHARED_FEED_APP.format(interval=interval)
+
+    def calls_since(start: float) -> list[float]:
+        return [when for when in map(float, calls_file.read_text().split()) if when >= start]
+
+    def per_interval() -> float:
+        start = time.time()
+        time.sleep(window)  # the measuring window itself
+        return len(calls_since(start)) / (window / interval)
+
+    locks = "distributed.scheduler.locks"
+    environment = {
+        "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": f"{lease_timeout}s",  # read by the app processes
+    }
+    opened: list[object] = []
+    with (
+        dask.config.set({f"{locks}.lease-validation-interval": f"{validation}s"}),  # read by the scheduler
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            protocol="tcp",
+            scheduler_kwargs={"dashboard": False},
+        ) as cluster,
+        environ({**environment, "DASK_SCHEDULER_ADDRESS": cluster.scheduler_address}),
+        panel_serve(project, "bench_shared_feed_one", app) as (first_url, first),
+    ):
+        opened += [pull_session(url=first_url) for _ in range(sessions)]
+        time.sleep(window / 2)  # the new sessions settle
+        one = per_interval()
+        with panel_serve(project, "bench_shared_feed_two", app) as (second_url, second):
+            opened += [pull_session(url=second_url) for _ in range(sessions)]
+            time.sleep(window / 2)
+            two = per_interval()
+            elected = "now calls the worker"
+            logs = [project / f"bench_shared_feed_{name}.log" for name in ("one", "two")]
+            producer = first if elected in logs[0].read_text() else second
+            assert elected in logs[0].read_text() + logs[1].read_text(), "no process calls the worker"
+            producer.kill()
+            killed_at = time.time()
+            wait_for(lambda: calls_since(killed_at), timeout=lease_timeout + validation + 60)
+            failover = min(calls_since(killed_at)) - killed_at
+        for session in opened:
+            with suppress(Exception):  # those of the killed server are gone
+                session.close()
+    return one, two, failover
+
+
+@contextmanager
+def environ(variables: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the processes started meanwhile."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[float, int]:
     """KiB per queue kept with no session, each with ``outcomes`` finished tasks; threads left.
 
@@ -773,6 +881,23 @@ def main() -> None:
         _, computing_on_dask = response_times(on_dask, compute_one_second, samples, on_dask.DaskExecutor())
         row("GET /app, 10 sessions in 1 s CPU-bound tasks on Dask", f"{computing_on_dask * 1000:.0f} ms")
         dask_executor.close_shared_client()
+
+        # Short lease times, so that a run takes seconds: Dask's defaults are 30 s and 10 s.
+        feed_sessions, lease_timeout, validation = (5, 2.0, 0.5) if args.quick else (150, 5.0, 1.0)
+        interval, feed_window = 0.1, window if args.quick else 5.0
+        one, two, failover = shared_feed(
+            Path(workdir) / "dask", feed_sessions, interval, feed_window, lease_timeout, validation
+        )
+        row(
+            f"Global worker calls per interval ({interval:g} s) on one Dask scheduler, "
+            f"1 server process against 2, {feed_sessions} sessions each",
+            f"{one:.2f} against {two:.2f} (one producer for both)",
+        )
+        row(
+            f"SIGKILL of the producer's process: to the next call of the other (lease timeout "
+            f"{lease_timeout:g} s, validation interval {validation:g} s, interval {interval:g} s)",
+            f"{failover:.1f} s (bound {lease_timeout + validation + interval:g} s)",
+        )
 
     machine = f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"Machine: {machine}, Panel {pn.__version__}\n")  # noqa: T201

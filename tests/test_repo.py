@@ -76,5 +76,5 @@ def test_the_benchmark_prints_its_table():
     assert lines[0].startswith("Machine: ")
     assert "| Measure | Result |" in lines
     rows = [line for line in lines if line.startswith("| ") and "Measure" not in line and "---" not in line]
-    assert len(rows) == 28, rows
+    assert len(rows) == 30, rows
     assert "Constant parameter" not in result.stderr

@@ -5,7 +5,10 @@ Template-owned: ``copier update`` brings fixes to this file.
 A runner hands each worker call to an executor and waits for the result in its
 own thread. The default, ``InThread``, calls the worker right there, in the
 runner's thread. An executor that sends the call elsewhere (another process,
-another machine) only has to provide ``call()`` and ``interrupts``.
+another machine) only has to provide ``call()`` and ``interrupts``. One whose
+calls go where several server processes meet (a shared Dask scheduler) may also
+offer ``shared_feed(key)``: a ``SharedFeed`` through which the processes' global
+runners of one key elect a single producer and share its results.
 """
 
 from __future__ import annotations
@@ -112,6 +115,35 @@ class Executor(Protocol):
         Raises what the function raised, or ``TaskCancelled`` if the call was
         abandoned because ``control`` was cancelled.
         """
+        ...
+
+
+class SharedFeed(Protocol):
+    """One global runner key's results, shared by the server processes that meet in an executor.
+
+    An executor's optional ``shared_feed(key)`` returns one, or None when its calls
+    reach no other process. The global runner's thread asks it each interval:
+    ``lead()`` says whether this process calls the worker (it is the producer); the
+    producer hands each outcome to ``publish()``, and the other processes take the
+    producer's newest outcome from ``latest()``. ``close()`` hands the production
+    over at once. None of its methods raises: a failure to coordinate is logged, and
+    reported by ``latest()`` as the interval's outcome.
+    """
+
+    def lead(self) -> bool:
+        """True if this process calls the worker this interval."""
+        ...
+
+    def publish(self, outcome: dict[str, Any]) -> None:
+        """Share the outcome (``value`` and ``exception``) of this process's call."""
+        ...
+
+    def latest(self) -> dict[str, Any] | None:
+        """The producer's outcome not taken yet, or this interval's failure to coordinate; else None."""
+        ...
+
+    def close(self) -> None:
+        """Stop producing here, so that another process takes over at once."""
         ...
 
 

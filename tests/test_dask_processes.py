@@ -1,0 +1,207 @@
+"""Several `panel serve` processes of one `both`/`dask` project, and how many of them call the global worker.
+
+With a shared scheduler (`DASK_SCHEDULER_ADDRESS`), the processes elect one producer of
+the global runner's key: the worker is called once per interval across the deployment,
+every session of every process sees each result, and when the producer's process is
+killed another takes over within the bound that the runners' README states. Without a
+scheduler address, `--num-procs` gives each process a local cluster of its own, and each
+says so in a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import ExitStack, suppress
+from pathlib import Path
+
+import pytest
+
+from support import close_sessions, free_port, listens, open_sessions, panel_serve, poll, render, stop_process
+
+pytestmark = pytest.mark.slow
+
+PACKAGE = "deployed_app"
+#: `dask` of this interpreter's environment: the scheduler and workers run the same Python.
+DASK = str(Path(sys.executable).parent / "dask")
+#: Seconds between two calls of the example feed (the `global_interval_seconds` answer).
+INTERVAL = 1.0
+#: Dask's lease timeout in the app processes, and the scheduler's check of leases, short for the test:
+#: the failover bound is their sum and one interval (the runners' README).
+LEASE_TIMEOUT, LEASE_VALIDATION_INTERVAL = 2.0, 0.5
+FAILOVER_BOUND = LEASE_TIMEOUT + LEASE_VALIDATION_INTERVAL + INTERVAL
+#: What a loaded 2-core machine may add to the bound: the new producer's call, the fan-out to the
+#: sessions, the processes' turns on the cores.
+LOAD_ALLOWANCE = 5.0
+#: Sessions opened on each server.
+SESSIONS = 2
+#: Intervals over which the calls are counted.
+WINDOW = 4
+
+#: Appended to the project's workers.py: each call of the feed appends its time to a file, and the
+#: time goes with the prices, for the sessions to say which result they have.
+FEED_PROBE = """
+
+_fetch_prices = fetch_prices
+
+
+def fetch_prices() -> dict[str, float]:
+    \"\"\"The example feed, noting the time of each call.\"\"\"
+    now = time.time()
+    with open({calls!r}, "a") as calls:
+        calls.write(f"{{now}}\\n")
+    return {{**_fetch_prices(), "called at": now}}
+"""
+
+#: Appended to the served script: each session writes the time of the latest result it has.
+SESSION_PROBE = """
+
+import os
+from pathlib import Path
+
+from {package}.app import EXECUTOR, PRICES_INTERVAL_SECONDS
+from {package}.runners import GlobalTaskRunner
+from {package}.workers import fetch_prices
+
+_feed = GlobalTaskRunner("prices", fetch_prices, seconds=PRICES_INTERVAL_SECONDS, executor=EXECUTOR)
+_seen = Path({folder!r}, f"{{os.getpid()}}-{{pn.state.curdoc.session_context.id}}")
+_feed.param.watch(lambda event, seen=_seen: seen.write_text(str(event.new["called at"])), "value")
+"""
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The file of the feed's calls, and the folder of the sessions' latest results."""
+    calls, seen = tmp_path_factory.mktemp("calls") / "calls", tmp_path_factory.mktemp("seen")
+    calls.touch()
+    return calls, seen
+
+
+@pytest.fixture(scope="module")
+def project(template: Path, tmp_path_factory: pytest.TempPathFactory, folders: tuple[Path, Path]) -> Path:
+    calls, seen = folders
+    destination = tmp_path_factory.mktemp("deployed")
+    project = render(
+        template, destination, threading="both", executor="dask", package_name=PACKAGE,
+        global_interval_seconds=INTERVAL,
+    )  # fmt: skip
+    workers = project / PACKAGE / "workers.py"
+    workers.write_text(workers.read_text() + FEED_PROBE.format(calls=str(calls)))
+    app = project / "app.py"
+    app.write_text(app.read_text() + textwrap.dedent(SESSION_PROBE).format(package=PACKAGE, folder=str(seen)))
+    return project
+
+
+def call_times(calls: Path) -> list[float]:
+    return [float(line) for line in calls.read_text().split()]
+
+
+def calls_in(calls: Path, start: float, intervals: int) -> int:
+    """The calls of ``intervals`` intervals from ``start`` (wall-clock), once the last has begun."""
+    end = start + intervals * INTERVAL
+    poll(lambda: any(when >= end for when in call_times(calls)), timeout=intervals * INTERVAL + 60,
+         message=f"a call after {intervals} intervals")  # fmt: skip
+    return sum(start <= when < end for when in call_times(calls))
+
+
+def results_seen(seen: Path, pid: int) -> dict[str, float]:
+    """The time of the latest result each session of the server ``pid`` has, by session."""
+    return {path.name: float(path.read_text() or 0) for path in seen.glob(f"{pid}-*")}
+
+
+def start(command: list[str], log: Path, stack: ExitStack, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    stack.callback(stop_process, process)
+    return process
+
+
+def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_and_take_over(
+    project, folders, tmp_path, monkeypatch, report
+):
+    calls, seen = folders
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    # Dask reads its configuration from DASK_* variables; the lease timeout is the app processes'.
+    locks = "DASK_DISTRIBUTED__SCHEDULER__LOCKS__"
+    monkeypatch.setenv(f"{locks}LEASE_TIMEOUT", f"{LEASE_TIMEOUT}s")
+    monkeypatch.setenv(f"{locks}LEASE_VALIDATION_INTERVAL", f"{LEASE_VALIDATION_INTERVAL}s")
+    with ExitStack() as stack:
+        # The scheduler unpickles the calls too: it imports the project, as the workers do.
+        importable = {"PYTHONPATH": str(project)}
+        start([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+              tmp_path / "scheduler.log", stack, importable)  # fmt: skip
+        poll(lambda: listens(port), timeout=60, message="the scheduler listens")
+        for name in ("first", "second"):
+            command = [DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
+            start([*command, "--name", name], tmp_path / f"{name}.log", stack, importable)
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+        servers = [stack.enter_context(panel_serve(project, tmp_path / f"serve-{n}.log")) for n in (1, 2)]
+        for server in servers:
+            sessions = open_sessions(server.url, SESSIONS)
+            stack.callback(close_sessions, sessions)
+
+        def everyone_saw(after: float, servers=servers) -> bool:
+            """Every session of ``servers`` has a result of a call made after ``after``."""
+            latest = [results_seen(seen, server.process.pid) for server in servers]
+            return all(len(found) == SESSIONS and min(found.values()) > after for found in latest)
+
+        logs = lambda: "\n".join(server.output() for server in servers)  # noqa: E731
+        poll(lambda: everyone_saw(0), timeout=120, message=f"every session has a result; logs:\n{logs()}")
+        elected = "this process now calls the worker of"
+        producers = [server for server in servers if elected in server.output()]
+        assert len(producers) == 1, [server.output() for server in servers]
+        (producer,) = producers
+        (survivor,) = (server for server in servers if server is not producer)
+
+        counted_from = time.time()
+        counted = calls_in(calls, counted_from, WINDOW)
+        assert counted <= WINDOW + 1, f"{counted} calls in {WINDOW} intervals: more than one producer"
+        assert counted >= WINDOW - 1, f"{counted} calls in {WINDOW} intervals: the feed lags"
+        poll(lambda: everyone_saw(counted_from), timeout=30, message="every session of both servers follows")
+
+        producer.process.kill()  # SIGKILL: no clean exit, the lease lapses
+        killed_at = time.time()
+        poll(lambda: everyone_saw(killed_at, [survivor]), timeout=FAILOVER_BOUND + 60,
+             message=f"the survivor's sessions get new results; log:\n{survivor.output()}")  # fmt: skip
+        failover = time.time() - killed_at
+        assert failover <= FAILOVER_BOUND + LOAD_ALLOWANCE, f"took over in {failover:.1f} s"
+        assert elected in survivor.output()
+
+        counted_from = time.time()
+        counted = calls_in(calls, counted_from, WINDOW)
+        assert WINDOW - 1 <= counted <= WINDOW + 1, f"{counted} calls in {WINDOW} intervals after takeover"
+        report(
+            f"Dask, 2 server processes on one scheduler: {counted} calls of the global worker "
+            f"in {WINDOW} intervals; after SIGKILL of the producer, new results in {failover:.1f} s "
+            f"(bound {FAILOVER_BOUND:g} s)"
+        )
+
+
+def test_num_procs_without_a_scheduler_address_warns_in_each_process(project, tmp_path, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    warning = "starts a local cluster of its own"
+    with panel_serve(project, tmp_path / "serve.log", "--num-procs", "2") as server, ExitStack() as stack:
+        stack.callback(kill_group, server.process.pid)  # the processes and their clusters, whatever happens
+        sessions: list = []
+        deadline = time.monotonic() + 120
+        while server.output().count(warning) < 2:
+            assert time.monotonic() < deadline, f"not both processes warned; log:\n{server.output()}"
+            # The kernel hands each connection to either process: open sessions until both have had one.
+            sessions += open_sessions(server.url, 1)
+            with suppress(pytest.fail.Exception):  # this session may have gone to the process that warned
+                poll(lambda: server.output().count(warning) == 2, timeout=3, message="")
+        close_sessions(sessions)
+        assert "Set DASK_SCHEDULER_ADDRESS to one scheduler's address" in server.output()
+        server.interrupt(timeout=60)
+    assert server.output().count(warning) == 2, "one warning in each process"
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL to what is left of a process group that the test started."""
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
