@@ -23,6 +23,9 @@ LONGEST_FIRST = (
     "test_render.py",
     "test_repo.py",
     "test_browser.py",
+    "test_workflows.py",
+    "test_dask_processes.py",
+    "test_deploy.py",
 )
 
 
