@@ -572,7 +572,8 @@ for _ in range(int(sys.argv[2])):
     start = time.perf_counter()
     with urllib.request.urlopen(sys.argv[1], timeout=60) as response:
         response.read()
-    print(time.perf_counter() - start)
+    print(time.perf_counter() - start, flush=True)
+    time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
 """
 
 
@@ -636,40 +637,72 @@ async def wait_one_second(task: object) -> None:
     await asyncio.sleep(1.0)
 
 
-def process_threads() -> int:
-    return int(Path("/proc/self/status").read_text().split("Threads:")[1].split()[0])
+#: A served page for ``async_sessions``: each session's runner has an async worker that waits 1 s;
+#: a session opened with ``?start=N`` queues N tasks in every other session's runner.
+ASYNC_APP = """\
+import asyncio
+import itertools
+import logging
+
+import panel as pn
+
+from panel_threading_app.runners import SessionTaskRunner
+
+logger = logging.getLogger("bench")
+logger.setLevel(logging.INFO)
 
 
-def async_sessions(runners: object, sessions: int, tasks_each: int, samples: int) -> dict[str, float]:
-    """``sessions`` served sessions each queue ``tasks_each`` tasks of ``wait_one_second``.
+async def wait_one_second(task: object) -> None:
+    await asyncio.sleep(1.0)
 
-    Returns the seconds until all are done, the process's threads before and at most
-    meanwhile, and the median GET time of the app idle and while the tasks wait.
+
+def count_finished(event: object) -> None:
+    logger.info("tasks done: %d", next(pn.state.cache.setdefault("finished", itertools.count(1))))
+
+
+runners = pn.state.cache.setdefault("runners", [])
+start = pn.state.session_args.get("start")
+if start:
+    for runner in runners:
+        for task in range(int(start[0])):
+            runner.append(task)
+    pn.pane.Str("started").servable()
+else:
+    runner = SessionTaskRunner(worker=wait_one_second, max_tasks=100)
+    runner.param.watch(count_finished, "completed")
+    runners.append(runner)
+    pn.panel(runner).servable()
+"""
+
+
+def async_sessions(project: Path, sessions: int, tasks_each: int, samples: int) -> dict[str, float]:
+    """``sessions`` sessions of a `panel serve` process each queue ``tasks_each`` tasks of an async worker.
+
+    Returns the seconds from the queueing until all are done, the server's threads before
+    and at most meanwhile, and the median GET time of the app idle and while the tasks wait
+    (GETs spread over the tasks' time, from a process of their own: the pages are updated in
+    bursts, as tasks of one second start and end together).
     """
-    session_runners: list[object] = []
+    with panel_serve(project, "bench_async_app", ASYNC_APP) as (url, server):
+        log = project / "bench_async_app.log"
 
-    def app() -> object:
-        runner = runners.SessionTaskRunner(worker=wait_one_second, max_tasks=tasks_each)
-        session_runners.append(runner)
-        return runner
+        def threads() -> int:
+            return int(Path(f"/proc/{server.pid}/status").read_text().split("Threads:")[1].split()[0])
 
-    with served(app) as url:
         get_times(url, 1)
         idle = statistics.median(get_times(url, samples))
-        built = len(session_runners)  # each GET's session built one too
         opened = [pull_session(url=url) for _ in range(sessions)]
-        wait_for(lambda: len(session_runners) == built + sessions)
-        queued = session_runners[built:]
-        baseline = most = process_threads()
+        baseline = most = threads()
         start = time.perf_counter()
-        for runner in queued:
-            for task in range(tasks_each):
-                runner.append(task)
-        busy = statistics.median(get_times(url, samples))
-        while not all(runner.completed == tasks_each for runner in queued):
-            most = max(most, process_threads())
-            time.sleep(0.01)
+        opened.append(pull_session(url=url, arguments={"start": str(tasks_each)}))
+        client = [sys.executable, "-c", GET_CLIENT, url, str(samples), str(0.8 * tasks_each / samples)]
+        gets = subprocess.Popen(client, stdout=subprocess.PIPE)
+        done = f"tasks done: {sessions * tasks_each}\n"
+        while done not in log.read_text():
+            most = max(most, threads())
+            time.sleep(0.05)
         elapsed = time.perf_counter() - start
+        busy = statistics.median(float(line) for line in gets.communicate(timeout=120)[0].split())
         for session in opened:
             session.close()
     return {"seconds": elapsed, "baseline": baseline, "most": most, "idle": idle, "busy": busy}
@@ -843,9 +876,9 @@ def main() -> None:
             )
 
         sessions, tasks_each = (20, 3) if args.quick else (100, 10)
-        waited = async_sessions(runners, sessions, tasks_each, samples)
+        waited = async_sessions(project, sessions, tasks_each, samples)
         row(
-            f"{sessions} sessions x {tasks_each} tasks of an async worker that waits 1 s (served)",
+            f"{sessions} sessions x {tasks_each} tasks of an async worker that waits 1 s (`panel serve`)",
             f"{waited['seconds']:.1f} s for all ({tasks_each} s at the least, each session's in order); "
             f"{waited['most'] - waited['baseline']:+.0f} threads at most ({waited['baseline']:.0f} before)",
         )
