@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,16 +31,16 @@ logger = logging.getLogger(__name__)
 async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl) -> Any:
     """Await a worker's ``coroutine`` in a task of its own, which ``control.cancel()`` cancels.
 
-    Returns what the worker returns and raises what it raises, ``SystemExit``
-    and ``KeyboardInterrupt`` too: the caller must not let those end its own
-    task, or they stop the loop. A worker cancelled through ``control`` ends
+    Returns what the worker returns and raises what it raises, ``SystemExit``,
+    ``KeyboardInterrupt`` and ``GeneratorExit`` too: the caller must not let
+    those end its own task (see ``caught``). A worker cancelled through ``control`` ends
     with ``TaskCancelled`` (``TaskTimedOut`` past its time limit). A
     ``CancelledError`` that the worker raises though nothing cancelled it is its
     failure, a ``RuntimeError``: it cannot cancel the task that awaits it.
     """
     loop = asyncio.get_running_loop()
     task = loop.create_task(caught(coroutine))
-    control.add_cancel_callback(partial(loop.call_soon_threadsafe, task.cancel))
+    control.add_cancel_callback(partial(_cancel_soon, loop, task))
     try:
         result = await task
     except asyncio.CancelledError as error:
@@ -53,21 +54,29 @@ async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl
     return result
 
 
+def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    """From any thread: cancel ``task`` on its loop, unless the loop has closed (the task with it)."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed
+        loop.call_soon_threadsafe(task.cancel)
+
+
 class Raised:
-    """A ``SystemExit`` or ``KeyboardInterrupt`` that a coroutine raised, returned by ``caught``."""
+    """An exception that ``caught`` returns rather than lets through."""
 
     def __init__(self, exception: BaseException) -> None:
         self.exception = exception
 
 
 async def caught(awaitable: Awaitable[Any]) -> Any:
-    """``await awaitable``; a ``SystemExit`` or ``KeyboardInterrupt`` it raises is returned as ``Raised``.
+    """``await awaitable``; return a ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit`` as ``Raised``.
 
-    Raised in an asyncio task, those two stop its event loop: a worker's are its failure.
+    Raised out of an asyncio task, the first two stop its event loop, and the
+    third, thrown into the coroutine that awaits the task, closes it without a
+    word: a worker's are its failure.
     """
     try:
         return await awaitable
-    except (SystemExit, KeyboardInterrupt) as exception:
+    except (SystemExit, KeyboardInterrupt, GeneratorExit) as exception:
         return Raised(exception)
 
 
@@ -147,6 +156,9 @@ class EventLoopThread:
         try:
             loop.run_forever()
         finally:
+            with self._lock:
+                if self._loop is loop:  # it ended by itself: the next use starts a new one
+                    self._loop = self._thread = None
             loop.close()
             logger.info("%s stopped", self.name)
 

@@ -153,10 +153,19 @@ class InThread:
     interrupts = False
 
     def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
-        """Call ``function(*args)`` here and now; ``control`` goes along if ``pass_control``."""
-        if pass_control:
-            return function(*args, control=control)
-        return function(*args)
+        """Call ``function(*args)`` here and now; ``control`` goes along if ``pass_control``.
+
+        Refuses a coroutine as the result: the function is an async one in
+        disguise (a wrapper, a lambda), which the runners could not tell apart.
+        """
+        result = function(*args, control=control) if pass_control else function(*args)
+        if inspect.iscoroutine(result):
+            result.close()
+            raise TypeError(
+                f"{function!r} returned a coroutine: declare the worker itself with async def, "
+                "and the runner awaits it on its event loop"
+            )
+        return result
 
 
 def executor_or_default(executor: Executor | None) -> Executor:
@@ -193,8 +202,9 @@ def progress_fraction(done: float, total: float | None = None) -> float:
 
 
 def is_async(function: Callable[..., Any]) -> bool:
-    """True if ``function`` is an ``async def`` function (or a method, or a ``functools.partial`` of one)."""
-    return inspect.iscoroutinefunction(function)
+    """True if ``function`` is an ``async def`` function (a method, a ``functools.partial`` of one), or an
+    object whose ``__call__`` is."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(type(function).__call__)
 
 
 def takes_control(function: Callable[..., Any]) -> bool:
