@@ -235,8 +235,7 @@ def machine_core_seconds() -> float | None:
     """CPU seconds every process of the machine spent since it booted (Linux's /proc/stat), or None.
 
     The tests' own count misses the processes that their parents never wait for, as Chromium's
-    page processes end: on 2026-11-27 the machine spent 1,347 core-seconds on a run that `time`
-    counted as 1,061, and Chromium's processes 364 of them.
+    page processes end: about a fifth of a full run's core-seconds.
     """
     try:
         user, nice, system, _idle, _iowait, irq, softirq = map(
