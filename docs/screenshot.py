@@ -3,7 +3,8 @@
 Renders the template's ``both`` variant as it is in the working tree, serves it with
 ``panel serve``, and drives Chromium (Debian's ``chromium-headless-shell``, or the browser that
 ``CHROMIUM`` names) through Playwright: it runs three experiments, waits for their results and
-for the chart to hold some prices, then saves the page. Run it from the environment of the
+for the chart to hold some prices, and saves the page while three more wait in the queue behind
+a running one. Run it from the environment of the
 template's tests (CONTRIBUTING.md) whenever the example page changes.
 """
 
@@ -24,8 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support import CHROMIUM, copy_template, free_port, listens, poll, render, stop_process  # noqa: E402
 
-#: The browser's window: the page as a laptop shows it.
-VIEWPORT = {"width": 1280, "height": 800}
+#: The browser's window, tall enough for the whole example page.
+VIEWPORT = {"width": 1280, "height": 930}
 #: Experiments run before the picture, and the seconds of prices the chart gathers meanwhile.
 EXPERIMENTS = 3
 PRICES_SECONDS = 8
@@ -77,6 +78,8 @@ def take(url: str, output: Path) -> None:
             run.click()
             expect(page.get_by_role("listitem")).to_have_count(shown, timeout=30_000)
         time.sleep(max(0.0, PRICES_SECONDS - (time.monotonic() - started)))
+        run.click(click_count=4)  # one runs, three wait: the queue and the progress bar show
+        expect(page.get_by_text(re.compile(r"^Queued: [23]$"))).to_be_visible()
         output.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=output)
         browser.close()
