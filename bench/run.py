@@ -952,8 +952,8 @@ NOTES = """\
   a second in all.
 - **Response times**: the GETs come from a process of their own, as a browser's do, and each busy
   time is compared with its own server's idle time. Tasks that sleep leave the server responsive;
-  CPU-bound tasks in threads hold the GIL and slow every page, the more the more threads compute
-  at once (`SWITCH_INTERVAL` is 1 ms). On Dask the same tasks run in worker processes.
+  CPU-bound tasks in threads hold the GIL and slow every page, more so as more threads compute at
+  once (`SWITCH_INTERVAL` is 1 ms). On Dask the same tasks run in worker processes.
 - **Async workers** wait on the runners' event loop: a waiting task holds no thread.
 - **Several processes on one Dask scheduler** elect one producer per global key; after a SIGKILL
   of the producer's process, the other calls the worker within the lease timeout, the
@@ -963,11 +963,15 @@ NOTES = """\
 
 def page(*, quick: bool) -> str:
     """The Markdown page of this run: where it ran, the table, how to read it."""
-    run = "`python bench/run.py --quick`: short runs, few samples" if quick else "`python bench/run.py`"
+    quick_run = (
+        "This page comes from a quick run (`--quick`): short runs and few samples, a smoke test\n"
+        "rather than figures to quote.\n\n"
+    )
     return (
         "# Benchmark\n\n"
-        "What the generated runners cost and how they scale: written by "
-        f"{run}, which renders the template's `both` variant with each executor and measures it.\n\n"
+        "What the generated runners cost and how they scale, as `python bench/run.py` measures them\n"
+        "on the template's `both` variant, with each executor.\n\n"
+        f"{quick_run if quick else ''}"
         f"- Machine: {platform.platform()}, {os.cpu_count()} cores\n"
         f"- Python {platform.python_version()}; {versions()}\n"
         f"- Run on {datetime.date.today().isoformat()}\n\n"
