@@ -1,4 +1,4 @@
-"""Measure the generated runners and print a Markdown table: ``python bench/run.py``.
+"""Measure the generated runners; print the table and write docs/benchmark.md: ``python bench/run.py``.
 
 Renders the template's ``both`` variant into a temporary folder, imports its
 runners and measures, in one run:
@@ -21,12 +21,16 @@ runners and measures, in one run:
 - global worker calls per interval with 1 and with 2 `panel serve` processes on one Dask
   scheduler, and the seconds from a SIGKILL of the producer's process to the other's next call;
 - render time of each variant.
+
+The page holds the table, the machine and the versions it ran on, and notes on reading it.
+``--output PATH`` writes it elsewhere; ``--quick`` writes no page unless ``--output`` names one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
 import importlib
 import logging
@@ -45,12 +49,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import bokeh
 import copier
+import distributed
 import panel as pn
 import panel.models
+import param
 from bokeh.client import pull_session
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The page that a full run writes, which the README links to.
+PAGE = ROOT / "docs" / "benchmark.md"
 ROWS: list[tuple[str, str]] = []
 #: The package of the executor=dask rendering (the other one is the default, panel_threading_app).
 DASK_PACKAGE = "panel_threading_app_on_dask"
@@ -765,8 +774,16 @@ def main() -> None:
     logging.getLogger("bokeh").setLevel(logging.ERROR)  # closed sessions' "Failed sending" warnings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2_000, help="tasks of 1 ms for the bookkeeping row")
-    parser.add_argument("--quick", action="store_true", help="short runs, few samples: a smoke test")
+    parser.add_argument(
+        "--quick", action="store_true", help="short runs, few samples: a smoke test, which writes no page"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"where to write the page (default: {PAGE.relative_to(ROOT)}, unless --quick)",
+    )
     args = parser.parse_args()
+    output = args.output or (None if args.quick else PAGE)
     window, samples = (0.5, 1) if args.quick else (2.0, 10)
 
     with tempfile.TemporaryDirectory() as workdir:
@@ -835,8 +852,7 @@ def main() -> None:
             f"{example_page_session(project, page_sessions) * 1000:.0f} ms",
         )
 
-        # Rounds of a server each: the rate with many sessions moved from 0.8 to 1.0 of the rate
-        # with one from round to round, before the pages' updates were spread evenly.
+        # Rounds of a server each: the rate with many sessions varies from one server to the next.
         fan_out, fan_out_rounds = (10, 1) if args.quick else (300, 3)
         # A window of two of the many sessions' rounds (each session is updated every 3 s).
         fan_out_window = window if args.quick else 6.0
@@ -934,9 +950,68 @@ def main() -> None:
 
     machine = f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     print(f"Machine: {machine}, Panel {pn.__version__}\n")  # noqa: T201
-    print("| Measure | Result |\n| --- | --- |")  # noqa: T201
-    for measure, result in ROWS:
-        print(f"| {measure} | {result} |")  # noqa: T201
+    print(table())  # noqa: T201
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(page(quick=args.quick))
+        sys.stderr.write(f"Wrote {output}\n")
+
+
+def table() -> str:
+    """The rows measured, as a Markdown table."""
+    lines = ["| Measure | Result |", "| --- | --- |"]
+    lines += [f"| {measure} | {result} |" for measure, result in ROWS]
+    return "\n".join(lines)
+
+
+def versions() -> str:
+    """The versions of what the measures ran on."""
+    packages = {"Panel": pn, "Bokeh": bokeh, "param": param, "distributed": distributed, "Copier": copier}
+    return ", ".join(f"{name} {module.__version__}" for name, module in packages.items())
+
+
+#: How to read the table: what each group of rows measures, as the runners do it.
+NOTES = """\
+- **Bookkeeping**: a runner sets its parameters with param's public API, one update per finished
+  task. The rows of 1 ms tasks show that cost beside a bare queue and thread, and in a served
+  session whose page shows the runner, where Panel's update of the page is most of it. Tasks worth
+  a background thread take 100 ms and more.
+- **The shared pool**: session runners share `max_workers` threads. Idle sessions hold none, and
+  sessions that queue tasks at once take turns: every first result comes before any third one.
+- **Kept queues** (`for_user`) hold no thread while they wait; their memory is their `history`.
+- **Global runners**: `remove()` returns between two calls, whatever the interval, and building a
+  runner after a `--dev` re-import does not wait for the old thread's call. The calls keep their
+  beat with hundreds of sessions following: the pages take the latest results at most 100 updates
+  a second in all.
+- **Response times**: the GETs come from a process of their own, as a browser's do, and each busy
+  time is compared with its own server's idle time. Tasks that sleep leave the server responsive;
+  CPU-bound tasks in threads hold the GIL and slow every page, more so as more threads compute at
+  once (`SWITCH_INTERVAL` is 1 ms). On Dask the same tasks run in worker processes.
+- **Async workers** wait on the runners' event loop: a waiting task holds no thread.
+- **Several processes on one Dask scheduler** elect one producer per global key; after a SIGKILL
+  of the producer's process, the other calls the worker within the lease timeout, the
+  scheduler's lease check and one interval (short lease times here, set for the run).
+"""
+
+
+def page(*, quick: bool) -> str:
+    """The Markdown page of this run: where it ran, the table, how to read it."""
+    quick_run = (
+        "This page comes from a quick run (`--quick`): short runs and few samples, a smoke test\n"
+        "rather than figures to quote.\n\n"
+    )
+    return (
+        "# Benchmark\n\n"
+        "What the generated runners cost and how they scale, as `python bench/run.py` measures them\n"
+        "on the template's `both` variant, with each executor.\n\n"
+        f"{quick_run if quick else ''}"
+        f"- Machine: {platform.platform()}, {os.cpu_count()} cores\n"
+        f"- Python {platform.python_version()}; {versions()}\n"
+        f"- Run on {datetime.date.today().isoformat()}\n\n"
+        f"{table()}\n\n"
+        "## Reading it\n\n"
+        f"{NOTES}"
+    )
 
 
 if __name__ == "__main__":

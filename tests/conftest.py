@@ -99,8 +99,8 @@ def one_run_of_each_generated_suite(config: pytest.Config, items: list[pytest.It
 
     A generated pytest costs 3 to 4 core-seconds before its first test (Panel, Bokeh and Dask
     imported, the tests collected): the quick-loop test is deselected, and the other runs the
-    whole suite in one process. ``-m "not slow"`` keeps the quick-loop test alone, as before,
-    and so does a run too short to keep its workers busy otherwise.
+    whole suite in one process. Under ``-m "not slow"``, and in a run too short to keep its
+    workers busy otherwise, the quick-loop test runs on its own.
     """
     workers = getattr(config, "workerinput", {}).get("workercount", 1)
     if len(items) < TESTS_PER_WORKER_TO_RUN_EACH_SUITE_ONCE * workers:
@@ -238,8 +238,7 @@ def machine_core_seconds() -> float | None:
     """CPU seconds every process of the machine spent since it booted (Linux's /proc/stat), or None.
 
     The tests' own count misses the processes that their parents never wait for, as Chromium's
-    page processes end: on 2026-11-27 the machine spent 1,347 core-seconds on a run that `time`
-    counted as 1,061, and Chromium's processes 364 of them.
+    page processes end: about a fifth of a full run's core-seconds.
     """
     try:
         user, nice, system, _idle, _iowait, irq, softirq = map(

@@ -338,6 +338,11 @@ def write_to_a_page_that_left(traceback: str) -> bool:
     return closed and bool(frames) and all(path.endswith("tornado/websocket.py") for path, _ in frames)
 
 
+def readme_command(readme: str, section: str) -> str:
+    """The first line of the first bash block under the README's ``## section`` heading."""
+    return readme.split(f"## {section}\n", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+
+
 def install_blocks(readme: str) -> tuple[list[str], list[str]]:
     """The commands of the README's "Install, serve, test" section: the uv block and the pip block."""
     section = readme.split("## Install, serve, test", 1)[1].split("\n## ", 1)[0]

@@ -3,7 +3,7 @@
 With a shared scheduler (`DASK_SCHEDULER_ADDRESS`), the processes elect one producer of
 the global runner's key: the worker is called once per interval across the deployment,
 every session of every process sees each result, and when the producer's process is
-killed another takes over within the bound that the runners' README states. Without a
+killed another takes over within the bound that the runners' DESIGN.md states. Without a
 scheduler address, `--num-procs` gives each process a local cluster of its own, and each
 says so in a warning.
 """
@@ -31,7 +31,7 @@ DASK = str(Path(sys.executable).parent / "dask")
 #: Seconds between two calls of the example feed (the `global_interval_seconds` answer).
 INTERVAL = 1.0
 #: Dask's lease timeout in the app processes, and the scheduler's check of leases, short for the test:
-#: the failover bound is their sum and one interval (the runners' README).
+#: the failover bound is their sum and one interval (the runners' DESIGN.md).
 LEASE_TIMEOUT, LEASE_VALIDATION_INTERVAL = 2.0, 0.5
 FAILOVER_BOUND = LEASE_TIMEOUT + LEASE_VALIDATION_INTERVAL + INTERVAL
 #: What a loaded 2-core machine may add to the bound: the new producer's call, the fan-out to the

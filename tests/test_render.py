@@ -30,6 +30,7 @@ TEMPLATE_FILES = {
     ".gitignore",
     ".pre-commit-config.yaml",
     "pyproject.toml",
+    f"{PACKAGE}/runners/DESIGN.md",
     f"{PACKAGE}/runners/README.md",
     f"{PACKAGE}/runners/__init__.py",
     f"{PACKAGE}/runners/_process.py",

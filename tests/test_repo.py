@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from support import ROOT, copy_template
+from support import ROOT, copy_template, readme_command
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
 def test_the_repository_code_is_ruff_clean(command):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", *command, "--no-cache", "tests", "hooks", "bench"],
+        [sys.executable, "-m", "ruff", *command, "--no-cache", "tests", "hooks", "bench", "docs"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -25,8 +25,7 @@ def test_the_repository_code_is_ruff_clean(command):
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
-    command = readme.split("## Test the template", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+    command = readme_command((ROOT / "README.md").read_text(), "Test the template")
     assert command.endswith("python -m pytest")
     assert command in (ROOT / ".ci" / "run").read_text()
 
@@ -41,8 +40,7 @@ def test_the_readme_generate_command_works_as_written(tmp_path):
             ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *git],
             cwd=template, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-    readme = (ROOT / "README.md").read_text()
-    command = readme.split("## Use it", 1)[1].split("```bash\n", 1)[1].split("\n", 1)[0]
+    command = readme_command((ROOT / "README.md").read_text(), "Use it")
     assert command.endswith(' "$PWD" ../my-app')
     # pip leaves the bytecode to the first import, as in test_render's README commands.
     environment = {**os.environ, "PIP_COMPILE": "false"}
@@ -63,9 +61,13 @@ def test_the_readme_generate_command_works_as_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_benchmark_prints_its_table():
+def test_the_benchmark_prints_its_table_and_writes_its_page(tmp_path):
+    """A quick run writes the page only where --output says: the repository's page stays a full run's."""
+    page = ROOT / "docs" / "benchmark.md"
+    committed = page.read_bytes()
+    output = tmp_path / "benchmark.md"
     result = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--tasks", "500"],
+        [sys.executable, "bench/run.py", "--quick", "--tasks", "500", "--output", str(output)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -78,3 +80,9 @@ def test_the_benchmark_prints_its_table():
     rows = [line for line in lines if line.startswith("| ") and "Measure" not in line and "---" not in line]
     assert len(rows) == 30, rows
     assert "Constant parameter" not in result.stderr
+    written = output.read_text()
+    assert written.startswith("# Benchmark\n")
+    assert "\n".join(lines[2:]).strip() in written  # the table it printed
+    for name in ("Python", "Panel", "Bokeh", "param", "distributed", "cores"):
+        assert f"{name} " in written or f" {name}" in written, name
+    assert page.read_bytes() == committed, "a --quick run rewrote docs/benchmark.md"

@@ -45,7 +45,7 @@ def server_loop(doc: Document) -> Any:
     """The event loop (a Tornado IOLoop) of the server that serves ``doc``, or None."""
     try:
         return doc.session_context.server_context.application_context.io_loop  # type: ignore[union-attr]
-    except AttributeError:  # no session any more, or not a Bokeh server's
+    except AttributeError:  # its session has ended, or it is not a Bokeh server's
         return None
 
 
