@@ -47,6 +47,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 
 import bokeh
@@ -177,9 +178,12 @@ def fairness(runners: object, sessions: int = 10, tasks_each: int = 10) -> tuple
     return last_first, first_third
 
 
-#: A served page with a session runner; the session opened with ``?start=SECONDS`` gives every
-#: other open session a task of that many seconds, and the log counts them as they finish.
-POOL_APP = """\
+#: A served page with a session runner, whose worker sleeps in a thread, or waits on the
+#: runners' event loop for a session opened with ``?worker=async``. The session opened with
+#: ``?start=SECONDS&tasks=N`` (and the same ``worker``) gives every other open session of that
+#: worker N tasks (1 if not given) of that many seconds, and the log counts them as they finish.
+SESSIONS_APP = """\
+import asyncio
 import itertools
 import logging
 import time
@@ -197,25 +201,37 @@ def short_task(seconds: float) -> None:
     time.sleep(seconds)
 
 
+async def waiting_task(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 def count_finished(event: object) -> None:
-    # Bokeh 3.10 (Panel 1.10) runs sessions' callbacks in worker threads, several at once: the
-    # count must not lose an update (read, then written back, it lost two once in CI); next() is atomic.
+    # Sessions' callbacks may run in several threads at once (Bokeh 3.10, Panel 1.10): next() on a
+    # shared count is atomic, where a read followed by a write could lose an update.
     logger.info("tasks done: %d", next(pn.state.cache.setdefault("finished", itertools.count(1))))
 
 
 runners = pn.state.cache.setdefault("runners", [])
-start = pn.state.session_args.get("start")
-if start:
+arguments = pn.state.session_args
+worker = waiting_task if arguments.get("worker") == [b"async"] else short_task
+if "start" in arguments:
     for runner in runners:
-        if not runner.stopped:
-            runner.append(float(start[0]))
+        # By name: each session runs this script anew, with functions of its own.
+        if not runner.stopped and runner.worker.__name__ == worker.__name__:
+            for _ in range(int(arguments.get("tasks", [1])[0])):
+                runner.append(float(arguments["start"][0]))
     pn.pane.Str("started").servable()
 else:
-    runner = SessionTaskRunner(worker=short_task)
+    runner = SessionTaskRunner(worker=worker, max_tasks=100)
     runner.param.watch(count_finished, "completed")
     runners.append(runner)
     pn.panel(runner).servable()
 """
+
+
+def server_threads(server: subprocess.Popen[bytes]) -> int:
+    """The OS threads of a served process, read in /proc."""
+    return int(Path(f"/proc/{server.pid}/status").read_text().split("Threads:")[1].split()[0])
 
 
 def served_threads(
@@ -225,13 +241,9 @@ def served_threads(
 
     The baseline is read after ``warm_up`` sessions opened and closed (imports, thread pools).
     """
-    with panel_serve(project, "bench_pool_app", POOL_APP) as (url, server):
+    with panel_serve(project, "bench_pool_app", SESSIONS_APP) as (url, server):
         log = project / "bench_pool_app.log"
-
-        def threads() -> int:
-            status = Path(f"/proc/{server.pid}/status").read_text()
-            return int(status.split("Threads:")[1].split()[0])
-
+        threads = partial(server_threads, server)
         for session in [pull_session(url=url) for _ in range(warm_up)]:
             session.close()
         time.sleep(1)  # the closed sessions' runners stop
@@ -646,44 +658,6 @@ async def wait_one_second(task: object) -> None:
     await asyncio.sleep(1.0)
 
 
-#: A served page for ``async_sessions``: each session's runner has an async worker that waits 1 s;
-#: a session opened with ``?start=N`` queues N tasks in every other session's runner.
-ASYNC_APP = """\
-import asyncio
-import itertools
-import logging
-
-import panel as pn
-
-from panel_threading_app.runners import SessionTaskRunner
-
-logger = logging.getLogger("bench")
-logger.setLevel(logging.INFO)
-
-
-async def wait_one_second(task: object) -> None:
-    await asyncio.sleep(1.0)
-
-
-def count_finished(event: object) -> None:
-    logger.info("tasks done: %d", next(pn.state.cache.setdefault("finished", itertools.count(1))))
-
-
-runners = pn.state.cache.setdefault("runners", [])
-start = pn.state.session_args.get("start")
-if start:
-    for runner in runners:
-        for task in range(int(start[0])):
-            runner.append(task)
-    pn.pane.Str("started").servable()
-else:
-    runner = SessionTaskRunner(worker=wait_one_second, max_tasks=100)
-    runner.param.watch(count_finished, "completed")
-    runners.append(runner)
-    pn.panel(runner).servable()
-"""
-
-
 def async_sessions(project: Path, sessions: int, tasks_each: int, samples: int) -> dict[str, float]:
     """``sessions`` sessions of a `panel serve` process each queue ``tasks_each`` tasks of an async worker.
 
@@ -692,18 +666,16 @@ def async_sessions(project: Path, sessions: int, tasks_each: int, samples: int) 
     (GETs spread over the tasks' time, from a process of their own: the pages are updated in
     bursts, as tasks of one second start and end together).
     """
-    with panel_serve(project, "bench_async_app", ASYNC_APP) as (url, server):
+    with panel_serve(project, "bench_async_app", SESSIONS_APP) as (url, server):
         log = project / "bench_async_app.log"
-
-        def threads() -> int:
-            return int(Path(f"/proc/{server.pid}/status").read_text().split("Threads:")[1].split()[0])
-
+        threads = partial(server_threads, server)
         get_times(url, 1)
         idle = statistics.median(get_times(url, samples))
-        opened = [pull_session(url=url) for _ in range(sessions)]
+        opened = [pull_session(url=url, arguments={"worker": "async"}) for _ in range(sessions)]
         baseline = most = threads()
         start = time.perf_counter()
-        opened.append(pull_session(url=url, arguments={"start": str(tasks_each)}))
+        start_tasks = {"start": "1", "tasks": str(tasks_each), "worker": "async"}
+        opened.append(pull_session(url=url, arguments=start_tasks))
         client = [sys.executable, "-c", GET_CLIENT, url, str(samples), str(0.8 * tasks_each / samples)]
         gets = subprocess.Popen(client, stdout=subprocess.PIPE)
         done = f"tasks done: {sessions * tasks_each}\n"

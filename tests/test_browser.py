@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from pages import add_task, open_app, progress_percent, queue_four_experiments, reload, results
 from support import (
     alive,
     descendants,
@@ -33,25 +34,6 @@ pytestmark = pytest.mark.slow
 #: The default answer to max_tasks.
 MAX_TASKS = 20
 RESULT = re.compile(r"^(\d+) samples: mean [+-]\d\.\d{3}$")
-
-
-def open_app(page: Page, url: str) -> None:
-    """Load the app and wait for its websocket to answer: clicks before that are lost."""
-    with page.expect_websocket() as opened:
-        page.goto(url)
-    opened.value.wait_for_event("framereceived")
-
-
-def add_task(page: Page, samples: int) -> None:
-    """Type a number of samples and press the button: one task for the session's runner."""
-    box = page.get_by_role("textbox", name="Samples")
-    box.fill(str(samples))
-    box.press("Enter")
-    page.get_by_role("button", name="Run experiment").click()
-
-
-def results(page: Page) -> list[str]:
-    return page.get_by_role("listitem").all_inner_texts()
 
 
 def price(page: Page, ticker: str = "ACME") -> str:
@@ -362,36 +344,12 @@ def test_dev_reloads_run_the_edited_worker_in_one_thread(project, tmp_path, new_
     assert tracebacks(server.output()) == [], server.output()[-8000:]
 
 
-def reload(page: Page) -> None:
-    """Reload the page and wait for its websocket to answer."""
-    with page.expect_websocket() as opened:
-        page.reload()
-    opened.value.wait_for_event("framereceived")
-
-
-def progress_percent(page: Page) -> int | None:
-    """The running task's progress from the runner's status line ("Processing 40% ..."), or None."""
-    status = page.get_by_text(re.compile(r"^Processing \d+%")).all_inner_texts()
-    return int(re.match(r"^Processing (\d+)%", status[0]).group(1)) if status else None
-
-
 def test_a_reload_finds_the_running_task_the_queue_and_the_results(project, tmp_path, new_page):
     # Experiments of 6 s: the reload lands while one runs, and the queue holds the others.
     with slow_experiments(project, 6), panel_serve(project, tmp_path / "serve.log") as server:
         page = new_page()
         open_app(page, server.url)
-        # A first experiment, done before the others are typed: a value typed while the server
-        # is busy (starting a Dask cluster) may reach it before the click that came first.
-        add_task(page, 50)
-        expect(page.get_by_role("listitem")).to_have_count(1)
-        # Each click is seen before the next value is typed, for the same reason.
-        add_task(page, 111)
-        expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
-        add_task(page, 222)
-        expect(page.get_by_text("Queued: 1")).to_be_visible()
-        add_task(page, 333)
-        expect(page.get_by_text("Queued: 2")).to_be_visible()
-
+        queue_four_experiments(page)
         reload(page)
         expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
         before = progress_percent(page)

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
+from pages import open_app, progress_percent, queue_four_experiments, reload
 from support import (
     GENERATED_PYTHON,
     dockerfile_env,
@@ -195,25 +196,6 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
         yield Deployment(f"http://{proxy}/app", logs)
 
 
-def open_app(page: Page, url: str) -> None:
-    """Load the app and wait for its websocket to answer: clicks before that are lost."""
-    with page.expect_websocket() as opened:
-        page.goto(url)
-    opened.value.wait_for_event("framereceived")
-
-
-def add_task(page: Page, samples: int) -> None:
-    box = page.get_by_role("textbox", name="Samples")
-    box.fill(str(samples))
-    box.press("Enter")
-    page.get_by_role("button", name="Run experiment").click()
-
-
-def progress_percent(page: Page) -> int | None:
-    status = page.get_by_text(re.compile(r"^Processing \d+%")).all_inner_texts()
-    return int(re.match(r"^Processing (\d+)%", status[0]).group(1)) if status else None
-
-
 def server_of(page: Page) -> str:
     """The app process that the proxy sends this page's browser to (its affinity cookie)."""
     return next(cookie["value"] for cookie in page.context.cookies() if cookie["name"] == AFFINITY_COOKIE)
@@ -251,20 +233,10 @@ def check_sticky_sessions(deployment: Deployment, new_page) -> None:
     page = new_page()
     open_app(page, deployment.url)
     home = server_of(page)
-    # As in test_browser.py: each click is seen before the next value is typed.
-    add_task(page, 50)
-    expect(page.get_by_role("listitem")).to_have_count(1)
-    add_task(page, 111)
-    expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
-    add_task(page, 222)
-    expect(page.get_by_text("Queued: 1")).to_be_visible()
-    add_task(page, 333)
-    expect(page.get_by_text("Queued: 2")).to_be_visible()
+    queue_four_experiments(page)
 
     # The reload goes back to the same process, and finds the running task, the queue, the result.
-    with page.expect_websocket() as opened:
-        page.reload()
-    opened.value.wait_for_event("framereceived")
+    reload(page)
     assert server_of(page) == home
     expect(page.get_by_text(re.compile(r"^Queued: [12]$"))).to_be_visible()
     expect(page.get_by_role("listitem").first).to_have_text(re.compile(r"^50 samples"))
