@@ -134,7 +134,7 @@ def pool_app() -> str:
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    return bench.POOL_APP
+    return bench.SESSIONS_APP
 
 
 #: How often the busy round samples the server's threads, in seconds: a thread of the pool lives a
