@@ -33,10 +33,10 @@ async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl
 
     Returns what the worker returns and raises what it raises, ``SystemExit``,
     ``KeyboardInterrupt`` and ``GeneratorExit`` too: the caller must not let
-    those end its own task (see ``caught``). A worker cancelled through ``control`` ends
-    with ``TaskCancelled`` (``TaskTimedOut`` past its time limit). A
-    ``CancelledError`` that the worker raises though nothing cancelled it is its
-    failure, a ``RuntimeError``: it cannot cancel the task that awaits it.
+    those end its own task (see ``caught``). A worker cancelled through
+    ``control`` ends with ``TaskCancelled`` (``TaskTimedOut`` past its time
+    limit). A ``CancelledError`` that the worker raises though nothing cancelled
+    it is its failure, a ``RuntimeError``: it cannot cancel the task that awaits it.
     """
     loop = asyncio.get_running_loop()
     task = loop.create_task(caught(coroutine))
