@@ -284,14 +284,19 @@ def reload_stall(project: Path, package: str) -> float:
     (project / "bench_slow_worker.py").write_text(SLOW_WORKER)
     ours = (package, "bench_slow_worker")
     saved = {name: module for name, module in sys.modules.items() if name.partition(".")[0] in ours}
+
+    def forget() -> None:
+        """As --dev does: the package's and the worker's modules are imported again on next use."""
+        for name in [name for name in sys.modules if name.partition(".")[0] in ours]:
+            del sys.modules[name]
+
     runners = importlib.import_module(f"{package}.runners")
     old = runners.GlobalTaskRunner(
         key="bench-reload", worker=importlib.import_module("bench_slow_worker").slow, seconds=0.01
     )
     registry = importlib.import_module(f"{package}.runners.global_runner")._registry()
     wait_for(lambda: registry.beats["bench-reload"].control is not None)  # the old thread is in its call
-    for name in [name for name in sys.modules if name.partition(".")[0] in ours]:
-        del sys.modules[name]
+    forget()
     reloaded = importlib.import_module(f"{package}.runners").GlobalTaskRunner  # imported before the clock
     worker = importlib.import_module("bench_slow_worker").slow
     start = time.perf_counter()
@@ -299,8 +304,7 @@ def reload_stall(project: Path, package: str) -> float:
     stall = time.perf_counter() - start
     new.remove(timeout=0)
     wait_for(lambda: not old.thread.is_alive() and not new.thread.is_alive())
-    for name in [name for name in sys.modules if name.partition(".")[0] in ours]:
-        del sys.modules[name]
+    forget()
     sys.modules.update(saved)
     return stall
 
@@ -388,15 +392,18 @@ pn.pane.Str(feed.subscribe().param.value).servable()
 
 
 @contextmanager
-def panel_serve(project: Path, name: str, app: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Serve ``app`` (a script's text) with `panel serve` in a process of its own; yield its URL."""
+def panel_serve(
+    project: Path, name: str, app: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Serve ``app`` (a script's text) with `panel serve` in a process of its own, with the variables
+    ``env`` added to its environment; yield its URL and its process."""
     (project / f"{name}.py").write_text(app)
     port = free_port()
     with (project / f"{name}.log").open("w") as out:
         server = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", f"{name}.py", "--port", str(port),
              "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}"],
-            cwd=project, stdout=out, stderr=subprocess.STDOUT,
+            cwd=project, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         wait_for(lambda: listening(port))
@@ -480,7 +487,6 @@ def shared_feed(
     """Global worker calls per interval with 1, then 2 server processes of ``sessions`` sessions each
     on one Dask scheduler; then seconds from a SIGKILL of the producer's process to the next call."""
     import dask
-    from distributed import LocalCluster
 
     (project / "bench_shared_feed.py").write_text(SHARED_FEED_MODULE)
     calls_file = project / "bench_shared_feed_calls.txt"
@@ -502,50 +508,36 @@ def shared_feed(
     opened: list[object] = []
     with (
         dask.config.set({f"{locks}.lease-validation-interval": f"{validation}s"}),  # read by the scheduler
-        LocalCluster(
+        distributed.LocalCluster(
             n_workers=1,
             threads_per_worker=2,
             processes=False,
             protocol="tcp",
             scheduler_kwargs={"dashboard": False},
         ) as cluster,
-        environ({**environment, "DASK_SCHEDULER_ADDRESS": cluster.scheduler_address}),
-        panel_serve(project, "bench_shared_feed_one", app) as (first_url, first),
     ):
-        opened += [pull_session(url=first_url) for _ in range(sessions)]
-        time.sleep(window / 2)  # the new sessions settle
-        one = per_interval()
-        with panel_serve(project, "bench_shared_feed_two", app) as (second_url, second):
-            opened += [pull_session(url=second_url) for _ in range(sessions)]
-            time.sleep(window / 2)
-            two = per_interval()
-            elected = "now calls the worker"
-            logs = [project / f"bench_shared_feed_{name}.log" for name in ("one", "two")]
-            producer = first if elected in logs[0].read_text() else second
-            assert elected in logs[0].read_text() + logs[1].read_text(), "no process calls the worker"
-            producer.kill()
-            killed_at = time.time()
-            wait_for(lambda: calls_since(killed_at), timeout=lease_timeout + validation + 60)
-            failover = min(calls_since(killed_at)) - killed_at
-        for session in opened:
-            with suppress(Exception):  # those of the killed server are gone
-                session.close()
+        environment["DASK_SCHEDULER_ADDRESS"] = cluster.scheduler_address
+        with panel_serve(project, "bench_shared_feed_one", app, environment) as (first_url, first):
+            opened += [pull_session(url=first_url) for _ in range(sessions)]
+            time.sleep(window / 2)  # the new sessions settle
+            one = per_interval()
+            with panel_serve(project, "bench_shared_feed_two", app, environment) as (second_url, second):
+                opened += [pull_session(url=second_url) for _ in range(sessions)]
+                time.sleep(window / 2)
+                two = per_interval()
+                elected = "now calls the worker"
+                one_log, two_log = (project / f"bench_shared_feed_{name}.log" for name in ("one", "two"))
+                elected_in = [elected in log.read_text() for log in (one_log, two_log)]
+                assert any(elected_in), "no process calls the worker"
+                producer = first if elected_in[0] else second
+                producer.kill()
+                killed_at = time.time()
+                wait_for(lambda: calls_since(killed_at), timeout=lease_timeout + validation + 60)
+                failover = min(calls_since(killed_at)) - killed_at
+            for session in opened:
+                with suppress(Exception):  # those of the killed server are gone
+                    session.close()
     return one, two, failover
-
-
-@contextmanager
-def environ(variables: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the processes started meanwhile."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[float, int]:
@@ -594,15 +586,28 @@ for _ in range(int(sys.argv[2])):
     with urllib.request.urlopen(sys.argv[1], timeout=60) as response:
         response.read()
     print(time.perf_counter() - start, flush=True)
-    time.sleep(float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
+    time.sleep(float(sys.argv[3]))
 """
+
+
+def start_gets(url: str, count: int, pause: float = 0.0) -> subprocess.Popen[str]:
+    """Start ``count`` GETs of ``url``, one after the other, ``pause`` seconds apart, from a process
+    of their own; ``get_seconds`` reads how long each took."""
+    client = [sys.executable, "-c", GET_CLIENT, url, str(count), str(pause)]
+    return subprocess.Popen(client, stdout=subprocess.PIPE, text=True)
+
+
+def get_seconds(gets: subprocess.Popen[str]) -> list[float]:
+    """The seconds of each GET that ``start_gets`` started, once they are all done."""
+    output = gets.communicate(timeout=300)[0]
+    if gets.returncode:
+        raise subprocess.CalledProcessError(gets.returncode, gets.args, output)
+    return [float(line) for line in output.split()]
 
 
 def get_times(url: str, count: int) -> list[float]:
     """Seconds of ``count`` GETs of ``url``, one after the other, from a process of their own."""
-    client = [sys.executable, "-c", GET_CLIENT, url, str(count)]
-    output = subprocess.run(client, capture_output=True, text=True, timeout=300, check=True).stdout
-    return [float(line) for line in output.split()]
+    return get_seconds(start_gets(url, count))
 
 
 def response_times(
@@ -676,14 +681,13 @@ def async_sessions(project: Path, sessions: int, tasks_each: int, samples: int) 
         start = time.perf_counter()
         start_tasks = {"start": "1", "tasks": str(tasks_each), "worker": "async"}
         opened.append(pull_session(url=url, arguments=start_tasks))
-        client = [sys.executable, "-c", GET_CLIENT, url, str(samples), str(0.8 * tasks_each / samples)]
-        gets = subprocess.Popen(client, stdout=subprocess.PIPE)
+        gets = start_gets(url, samples, pause=0.8 * tasks_each / samples)
         done = f"tasks done: {sessions * tasks_each}\n"
         while done not in log.read_text():
             most = max(most, threads())
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
-        busy = statistics.median(float(line) for line in gets.communicate(timeout=120)[0].split())
+        busy = statistics.median(get_seconds(gets))
         for session in opened:
             session.close()
     return {"seconds": elapsed, "baseline": baseline, "most": most, "idle": idle, "busy": busy}
