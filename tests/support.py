@@ -13,8 +13,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,27 @@ def dockerfile_env(project: Path) -> dict[str, str]:
     return found
 
 
+def image_environment(project: Path) -> dict[str, str]:
+    """The environment of the project's image, here: the Dockerfile's ENV, this environment's commands.
+
+    The image installs the project and puts its environment's commands (panel, dask) on PATH; here
+    the generated project's interpreter's folder leads PATH, and no other virtual environment is active.
+    """
+    environment = os.environ | dockerfile_env(project)
+    environment["PATH"] = os.pathsep.join([str(Path(GENERATED_PYTHON).parent), os.environ["PATH"]])
+    environment.pop("VIRTUAL_ENV", None)
+    return environment
+
+
+def liveness(port: int) -> object:
+    """What the server on ``port`` answers at /liveness (``panel serve --liveness``); None if nothing."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -245,16 +267,22 @@ class Server:
 
 
 @contextmanager
-def panel_serve(project: Path, log: Path, *options: str, app: str = "app.py") -> Iterator[Server]:
+def panel_serve(
+    project: Path, log: Path, *options: str, app: str = "app.py", short_sessions: bool = True
+) -> Iterator[Server]:
     """Serve the project's app.py (or ``app``, a script named app.py elsewhere) on a free port.
 
-    Closed sessions go within a fraction of a second.
+    With ``short_sessions``, closed sessions go within a fraction of a second; without, sessions
+    last Bokeh's default, as a user serves the app (Panel 1.9 then takes its CSS from the server,
+    not its CDN).
     """
     port = free_port()
+    lifetimes = (
+        ["--check-unused-sessions", "100", "--unused-session-lifetime", "100"] if short_sessions else []
+    )
     command = [
         GENERATED_PYTHON, "-m", "panel", "serve", app, "--address", "127.0.0.1", "--port", str(port),
-        "--allow-websocket-origin", f"127.0.0.1:{port}",
-        "--check-unused-sessions", "100", "--unused-session-lifetime", "100", *options,
+        "--allow-websocket-origin", f"127.0.0.1:{port}", *(lifetimes if short_sessions else []), *options,
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(  # a process group of its own, as in a terminal
@@ -389,3 +417,94 @@ def only_with_both(project: Path) -> None:
 def executor_of(project: Path) -> str:
     """The project's answer to the executor question."""
     return yaml.safe_load((project / ".copier-answers.yml").read_text())["executor"]
+
+
+#: `dask` of this interpreter's environment: the scheduler and workers run the same Python.
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+class Cluster:
+    """A `dask scheduler` and its `dask worker`s on loopback, each a process, stopped with ``stack``.
+
+    They import the project from PYTHONPATH, as a deployment's do (the scheduler unpickles the
+    calls too); ``scheduler_config`` becomes its DASK_DISTRIBUTED__SCHEDULER__* variables.
+    """
+
+    def __init__(self, project: Path, logs: Path, stack: ExitStack, **scheduler_config: str) -> None:
+        self.project, self.logs, self._stack = project, logs, stack
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        # Dask reads its configuration from DASK_* variables: DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0
+        config = {f"DASK_DISTRIBUTED__SCHEDULER__{key.upper()}": val for key, val in scheduler_config.items()}
+        scheduler = ["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"]
+        self._start("scheduler", scheduler, config)
+        poll(lambda: listens(self.port), timeout=60,
+             message=f"the scheduler listens; log:\n{self.log('scheduler')}")  # fmt: skip
+
+    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a worker without a nanny, so that its process runs the calls."""
+        command = ["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name]
+        self.workers[name] = self._start(name, command, {})
+        return self.workers[name]
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()
+
+    def _start(self, name: str, arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        environment = {**os.environ, "PYTHONPATH": str(self.project), **env}
+        with (self.logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [DASK, *arguments], cwd=self.project, env=environment, stdout=log, stderr=subprocess.STDOUT
+            )
+        self._stack.callback(stop_process, process)
+        return process
+
+
+@contextmanager
+def restored(path: Path) -> Iterator[None]:
+    """Put the file back as it was: other tests share the rendered project."""
+    original = path.read_text()
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+@contextmanager
+def session_project_edited(project: Path, pattern: str, old: str, new: str) -> Iterator[None]:
+    """Replace ``old`` by ``new`` in the project's file ``pattern`` while the block runs.
+
+    For tests of the session runners, run with `both` (``only_with_both``).
+    """
+    only_with_both(project)
+    path = next(project.glob(pattern))
+    with restored(path):
+        path.write_text(path.read_text().replace(old, new))
+        yield
+
+
+def slow_experiments(project: Path, seconds: float) -> AbstractContextManager[None]:
+    """Make the example's experiments last ``seconds`` while the block runs."""
+    return session_project_edited(
+        project, "*/workers.py", "EXPERIMENT_SECONDS = 0.5", f"EXPERIMENT_SECONDS = {seconds}"
+    )
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` as a test's committer; return its output, failing the test if git fails."""
+    command = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", message)
+
+
+def release(repo: Path, tag: str) -> None:
+    """Commit what the template repository holds now and tag it."""
+    commit_all(repo, tag)
+    git(repo, "tag", tag)

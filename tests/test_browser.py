@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,9 @@ from support import (
     only_with_both,
     panel_serve,
     poll,
+    restored,
+    session_project_edited,
+    slow_experiments,
     stopped_by_ctrl_c,
     threading_of,
     tracebacks,
@@ -79,16 +81,6 @@ def check_shared_prices(first: Page, second: Page) -> None:
     before = price(first)
     poll(lambda: price(first) != before and price(first) == price(second), timeout=20,
          message="both pages show the same new price")  # fmt: skip
-
-
-@contextmanager
-def restored(path: Path) -> Iterator[None]:
-    """Put the file back as it was: other tests share the rendered project."""
-    original = path.read_text()
-    try:
-        yield
-    finally:
-        path.write_text(original)
 
 
 #: The line a ``--setup`` script of ``watched_changes_logged`` makes Panel's --dev watcher log
@@ -213,26 +205,6 @@ def test_async_tasks_queue_and_show_their_results_without_a_thread_each(project,
         expect(page.get_by_text("async: 5 letters")).to_be_visible()
         expect(page.get_by_text("Idle")).to_be_visible()
         assert tracebacks(server.output()) == [], server.output()[-5000:]
-
-
-@contextmanager
-def session_project_edited(project: Path, pattern: str, old: str, new: str) -> Iterator[None]:
-    """Replace ``old`` by ``new`` in the project's file ``pattern`` while the block runs.
-
-    For tests of the session runners, run with `both` (``only_with_both``).
-    """
-    only_with_both(project)
-    path = next(project.glob(pattern))
-    with restored(path):
-        path.write_text(path.read_text().replace(old, new))
-        yield
-
-
-def slow_experiments(project: Path, seconds: float) -> AbstractContextManager[None]:
-    """Make the example's experiments last ``seconds`` while the block runs."""
-    return session_project_edited(
-        project, "*/workers.py", "EXPERIMENT_SECONDS = 0.5", f"EXPERIMENT_SECONDS = {seconds}"
-    )
 
 
 def test_progress_cancel_clear_and_a_full_queue(project, tmp_path, new_page):

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,14 +21,14 @@ import pytest
 from playwright.sync_api import expect
 
 from support import (
-    GENERATED_PYTHON,
     ROOT,
     alive,
     descendants,
-    dockerfile_env,
     dockerfile_instructions,
     executor_of,
     free_port,
+    image_environment,
+    liveness,
     only_with_both,
     poll,
 )
@@ -56,14 +55,6 @@ def test_the_image_installs_the_locked_app_and_runs_as_a_user(project):
     assert {".git/", ".venv/"} <= set(ignored)
 
 
-def liveness(port: int) -> object:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
-
-
 #: Where the suite keeps a screenshot of the page of each executor (CI keeps the folder as an artifact).
 SCREENSHOTS = ROOT / "test-results"
 
@@ -84,13 +75,7 @@ def test_the_image_command_serves_and_stops_cleanly_on_sigterm(project, tmp_path
     for flag in ("--address 0.0.0.0", '--allow-websocket-origin "$ALLOWED_ORIGIN"', "--liveness"):
         assert flag in command[-1]
     port = free_port()
-    environment = os.environ | dockerfile_env(project)
-    environment |= {
-        "PATH": os.pathsep.join([str(Path(GENERATED_PYTHON).parent), os.environ["PATH"]]),
-        "PORT": str(port),
-        "ALLOWED_ORIGIN": f"127.0.0.1:{port}",
-    }
-    environment.pop("VIRTUAL_ENV", None)
+    environment = image_environment(project) | {"PORT": str(port), "ALLOWED_ORIGIN": f"127.0.0.1:{port}"}
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
