@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
 import textwrap
 import urllib.request
@@ -22,13 +21,11 @@ from types import ModuleType
 import pytest
 
 from support import (
+    Cluster,
     descendants,
-    free_port,
-    listens,
     panel_serve,
     poll,
     render,
-    stop_process,
     tracebacks,
 )
 
@@ -37,8 +34,6 @@ pytestmark = pytest.mark.slow
 distributed = pytest.importorskip("distributed")
 
 PACKAGE = "cluster_app"
-#: `dask` of this interpreter's environment: the scheduler and workers run the same Python.
-DASK = str(Path(sys.executable).parent / "dask")
 
 #: Functions the workers import from the project: where they ran, and how to end a worker.
 PROBE = '''
@@ -121,39 +116,6 @@ def modules(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Mo
     yield importlib.import_module(f"{PACKAGE}.runners"), importlib.import_module("probe")
     for name in [name for name in sys.modules if name == "probe" or name.split(".")[0] == PACKAGE]:
         del sys.modules[name]
-
-
-class Cluster:
-    """A scheduler and its workers, each a process of its own, stopped at the end."""
-
-    def __init__(self, project: Path, logs: Path, stack: ExitStack, **scheduler_config: str) -> None:
-        self.project, self.logs, self._stack = project, logs, stack
-        self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
-        self.workers: dict[str, subprocess.Popen[bytes]] = {}
-        # Dask reads its configuration from DASK_* variables: DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0
-        config = {f"DASK_DISTRIBUTED__SCHEDULER__{key.upper()}": val for key, val in scheduler_config.items()}
-        self._start("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(self.port)], config)
-        poll(lambda: listens(self.port), timeout=60,
-             message=f"the scheduler listens; log:\n{self.log('scheduler')}")  # fmt: skip
-
-    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
-        """Start a worker without a nanny, so that its process runs the calls."""
-        command = ["worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name]
-        self.workers[name] = self._start(name, command, {})
-        return self.workers[name]
-
-    def log(self, name: str) -> str:
-        return (self.logs / f"{name}.log").read_text()
-
-    def _start(self, name: str, arguments: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        environment = {**os.environ, "PYTHONPATH": str(self.project), **env}
-        with (self.logs / f"{name}.log").open("wb") as log:
-            process = subprocess.Popen(
-                [DASK, *arguments], cwd=self.project, env=environment, stdout=log, stderr=subprocess.STDOUT
-            )
-        self._stack.callback(stop_process, process)
-        return process
 
 
 @pytest.fixture

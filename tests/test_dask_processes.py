@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from contextlib import ExitStack, suppress
@@ -21,13 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from support import close_sessions, free_port, listens, open_sessions, panel_serve, poll, render, stop_process
+from support import Cluster, close_sessions, open_sessions, panel_serve, poll, render
 
 pytestmark = pytest.mark.slow
 
 PACKAGE = "deployed_app"
-#: `dask` of this interpreter's environment: the scheduler and workers run the same Python.
-DASK = str(Path(sys.executable).parent / "dask")
 #: Seconds between two calls of the example feed (the `global_interval_seconds` answer).
 INTERVAL = 1.0
 #: Dask's lease timeout in the app processes, and the scheduler's check of leases, short for the test:
@@ -113,33 +109,19 @@ def results_seen(seen: Path, pid: int) -> dict[str, float]:
     return {path.name: float(path.read_text() or 0) for path in seen.glob(f"{pid}-*")}
 
 
-def start(command: list[str], log: Path, stack: ExitStack, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
-    stack.callback(stop_process, process)
-    return process
-
-
 def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_and_take_over(
     project, folders, tmp_path, monkeypatch, report
 ):
     calls, seen = folders
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     # Dask reads its configuration from DASK_* variables; the lease timeout is the app processes'.
     locks = "DASK_DISTRIBUTED__SCHEDULER__LOCKS__"
     monkeypatch.setenv(f"{locks}LEASE_TIMEOUT", f"{LEASE_TIMEOUT}s")
     monkeypatch.setenv(f"{locks}LEASE_VALIDATION_INTERVAL", f"{LEASE_VALIDATION_INTERVAL}s")
     with ExitStack() as stack:
-        # The scheduler unpickles the calls too: it imports the project, as the workers do.
-        importable = {"PYTHONPATH": str(project)}
-        start([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-              tmp_path / "scheduler.log", stack, importable)  # fmt: skip
-        poll(lambda: listens(port), timeout=60, message="the scheduler listens")
+        cluster = Cluster(project, tmp_path, stack)
         for name in ("first", "second"):
-            command = [DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard"]
-            start([*command, "--name", name], tmp_path / f"{name}.log", stack, importable)
-        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+            cluster.add_worker(name)
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.address)
         servers = [stack.enter_context(panel_serve(project, tmp_path / f"serve-{n}.log")) for n in (1, 2)]
         for server in servers:
             sessions = open_sessions(server.url, SESSIONS)

@@ -16,11 +16,9 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,12 +27,13 @@ from playwright.sync_api import Page, expect
 
 from pages import open_app, progress_percent, queue_four_experiments, reload
 from support import (
-    GENERATED_PYTHON,
-    dockerfile_env,
     dockerfile_instructions,
     executor_of,
     free_port,
+    image_environment,
+    liveness,
     poll,
+    slow_experiments,
     stop_process,
     tracebacks,
 )
@@ -124,14 +123,6 @@ class Deployment:
         return (self.logs / f"{service}.log").read_text()
 
 
-def liveness(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2) as response:
-            return json.loads(response.read()) == {"/liveness": True}
-    except OSError:
-        return False
-
-
 @contextmanager
 def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
     """Start every service of the project's compose file as processes, as Compose would in containers.
@@ -148,12 +139,7 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
                  for name, port in (("scheduler", 8786), ("app1", 5006), ("app2", 5006))}  # fmt: skip
     arguments = {"8786": str(ports["scheduler"]), ":8787": "127.0.0.1:0"}
     host = {"ALLOWED_ORIGIN": proxy}  # as a user sets it for `docker compose up`
-    image = os.environ | dockerfile_env(project)
-    image |= {
-        "PATH": os.pathsep.join([str(Path(GENERATED_PYTHON).parent), os.environ["PATH"]]),
-        "PYTHONPATH": str(project),
-    }
-    image.pop("VIRTUAL_ENV", None)
+    image = image_environment(project) | {"PYTHONPATH": str(project)}
 
     def on_loopback(text: str) -> str:
         text = arguments.get(text, text)
@@ -184,7 +170,11 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
 
         for name in ("app1", "app2"):
             log = logs / f"{name}-1.log"
-            poll(partial(liveness, ports[name]), timeout=60, message=f"{name} answers /liveness (log: {log})")
+            poll(
+                lambda name=name: liveness(ports[name]) == {"/liveness": True},
+                timeout=60,
+                message=f"{name} answers /liveness (log: {log})",
+            )
         # The proxy once the apps answer: its first health checks would find them down otherwise,
         # and it would refuse pages for seconds. The haproxy image runs `haproxy -f <its config>`
         # in the foreground, as here.
@@ -192,7 +182,11 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
         start("proxy", [HAPROXY, "-db", "-f", str(logs / "haproxy.cfg")], dict(os.environ))
 
         log = logs / "proxy.log"
-        poll(partial(liveness, ports["proxy"]), timeout=30, message=f"the proxy answers (log: {log})")
+        poll(
+            lambda: liveness(ports["proxy"]) == {"/liveness": True},
+            timeout=30,
+            message=f"the proxy answers (log: {log})",
+        )
         yield Deployment(f"http://{proxy}/app", logs)
 
 
@@ -214,19 +208,14 @@ def test_behind_the_sticky_proxy_a_reload_finds_its_work_and_no_other_browser_do
 ):
     """Every service of the both-dask compose file (the thread one's are these, less Dask's)."""
     require_haproxy()
-    workers = next(project.glob("*/workers.py"))
-    original = workers.read_text()
-    try:
-        # Experiments of 8 s: the reload lands while one runs, and the queue still holds another
-        # when the page is back, however slowly a busy machine reloads it.
-        workers.write_text(original.replace("EXPERIMENT_SECONDS = 0.5", "EXPERIMENT_SECONDS = 8"))
+    # Experiments of 8 s: the reload lands while one runs, and the queue still holds another
+    # when the page is back, however slowly a busy machine reloads it.
+    with slow_experiments(project, 8):
         started = time.monotonic()
         with deployed(project, tmp_path) as deployment:
             seconds = time.monotonic() - started
             report(f"deploy, both-dask: every service up, behind the proxy, after {seconds:.1f} s")
             check_sticky_sessions(deployment, new_page)
-    finally:
-        workers.write_text(original)
 
 
 def check_sticky_sessions(deployment: Deployment, new_page) -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from support import ROOT, copy_template, readme_command
+from support import ROOT, commit_all, copy_template, git, readme_command
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])
@@ -35,11 +35,8 @@ def test_the_readme_generate_command_works_as_written(tmp_path):
     """The command, run in a clone of the template, makes an app that `copier update` can update."""
     template = copy_template(tmp_path / "copier-panel-threading")
     shutil.copy(ROOT / ".gitignore", template)  # the command's .venv leaves the clone clean
-    for git in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "clone"]):
-        subprocess.run(
-            ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *git],
-            cwd=template, check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+    git(template, "init", "--quiet")
+    commit_all(template, "clone")
     command = readme_command((ROOT / "README.md").read_text(), "Use it")
     assert command.endswith(' "$PWD" ../my-app')
     # pip leaves the bytecode to the first import, as in test_render's README commands.

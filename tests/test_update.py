@@ -25,7 +25,10 @@ from support import (
     USER_FILES,
     VARIANT_IDS,
     VARIANTS,
+    commit_all,
     copy_template,
+    git,
+    release,
     run_generated_tests,
 )
 
@@ -62,23 +65,6 @@ EXAMPLE_SOURCES = (
 WHOLE_SUITE_AFTER_UPDATE = ("both", "dask")
 #: A dependency the user adds to pyproject.toml, which the template shares with them.
 USER_DEPENDENCY = '    "tomli-w>=1.0",  # the user\'s own\n'
-
-
-def git(cwd: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
-def commit_all(repo: Path, message: str) -> None:
-    git(repo, "add", "--all")
-    git(repo, "-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "--quiet", "-m", message)
-
-
-def release(repo: Path, tag: str) -> None:
-    """Commit what the template repository holds now and tag it."""
-    commit_all(repo, tag)
-    git(repo, "tag", tag)
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-import copier
 import pytest
 import yaml
 
-from support import PACKAGE, ROOT, copy_template, install_blocks
+from support import PACKAGE, ROOT, copy_template, git, install_blocks, release, render
 
 #: The checkers, installed with the suite: GitHub's workflow schema, and zizmor's security audits.
 BIN = Path(sys.executable).parent
@@ -133,19 +132,10 @@ with open(os.environ["GH_RECORD"], "a") as record:
 FAKE_UVX = '#!/bin/sh\nexec "$@"\n'
 
 
-def git(cwd: Path, *args: str) -> str:
-    command = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
-def release(repo: Path, tag: str, changelog: str) -> None:
+def release_with_changelog(repo: Path, tag: str, changelog: str) -> None:
     """Commit the template repository with its CHANGELOG.md, and tag the commit."""
     (repo / "CHANGELOG.md").write_text(changelog)
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "-m", tag)
-    git(repo, "tag", tag)
+    release(repo, tag)
 
 
 def update_script(project: Path) -> tuple[str, dict[str, str]]:
@@ -202,11 +192,9 @@ def test_the_update_workflow_proposes_each_newer_release_once(tmp_path):
     template = copy_template(tmp_path / "template")
     git(template, "init", "--quiet")
     first = f"# Changelog\n\n## v0.1.0\n\n{FIRST_RELEASE_NOTE}"
-    release(template, "v0.1.0", first)
+    release_with_changelog(template, "v0.1.0", first)
     project = tmp_path / "app"
-    copier.run_copy(
-        str(template), str(project), data={"threading": "both"}, defaults=True, quiet=True, unsafe=True
-    )  # the hook commits it
+    render(template, project, threading="both")  # the hook commits it
     main = git(project, "branch", "--show-current").strip()
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "--quiet", "--bare", str(origin))
@@ -214,7 +202,9 @@ def test_the_update_workflow_proposes_each_newer_release_once(tmp_path):
     git(project, "push", "--quiet", "origin", main)
     fixed = template / "template" / "{{package_name}}" / "runners" / "executors.py"
     fixed.write_text(fixed.read_text() + "\n" + RUNNER_FIX)
-    release(template, "v0.2.0", f"# Changelog\n\n## v0.2.0\n\n{FIX_NOTE}\n## v0.1.0\n\n{FIRST_RELEASE_NOTE}")
+    release_with_changelog(
+        template, "v0.2.0", f"# Changelog\n\n## v0.2.0\n\n{FIX_NOTE}\n## v0.1.0\n\n{FIRST_RELEASE_NOTE}"
+    )
 
     quick_loop = f"{shlex.quote(sys.executable)} -m pytest -q -p no:cacheprovider -m 'not slow'"
     output, calls = run_update_workflow(project, tools, quick_loop)
@@ -252,7 +242,9 @@ def test_the_update_workflow_proposes_each_newer_release_once(tmp_path):
         pyproject.write_text(pyproject.read_text().replace('"ruff>=0.8"', f'"ruff>={pin}"'))
     git(project, "commit", "--quiet", "--all", "-m", "Pin ruff")
     git(project, "push", "--quiet", "origin", main)
-    release(template, "v0.3.0", f"# Changelog\n\n## v0.3.0\n\n- ruff 0.9.\n\n## v0.2.0\n\n{FIX_NOTE}")
+    release_with_changelog(
+        template, "v0.3.0", f"# Changelog\n\n## v0.3.0\n\n- ruff 0.9.\n\n## v0.2.0\n\n{FIX_NOTE}"
+    )
 
     output, calls = run_update_workflow(project, tools, "true")
 
