@@ -4,9 +4,11 @@ Template-owned: ``copier update`` brings fixes to this file.
 
 - ``process_state``: objects that live once per process (the session runners'
   pools, the global runners' registry, the event loop of ``async def`` workers
-  (``runners_loop``), the Dask client), kept in ``pn.state.cache``,
-  which outlives the re-import of the package under ``panel serve --dev``, and
-  the hooks that stop them as the process exits.
+  (``runners_loop``), the Dask client) and the hooks that stop them as the
+  process exits. They are kept in ``STATE``, a dictionary held by a module of no
+  file in ``sys.modules``: Panel's ``--dev`` reload deletes only modules loaded
+  from files, so it outlives the re-import of this package, and clearing
+  ``pn.state.cache`` (the user's own cache) leaves it alone.
 - ``prepare_server``: called by every runner built in a served session, it acts
   once. It lowers Python's switch interval (``SWITCH_INTERVAL`` in settings.py;
   ``None`` leaves it alone), makes Ctrl+C stop ``panel serve`` cleanly, and keeps
@@ -23,11 +25,10 @@ import logging
 import signal
 import sys
 import threading
+import types
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
-
-import panel as pn
 
 from .event_loop import EventLoopThread
 from .settings import SWITCH_INTERVAL
@@ -36,13 +37,17 @@ logger = logging.getLogger(__name__)
 
 _State = TypeVar("_State")
 
-_lock = threading.Lock()
+_HOLDER_NAME = f"{__name__.replace('.', '_')}_state"  # outside the package: no reload deletes it
+_holder = sys.modules.setdefault(_HOLDER_NAME, types.ModuleType(_HOLDER_NAME))
+#: The process's objects by key, and the lock that guards it, whatever imports this module.
+STATE: dict[str, Any] = _holder.__dict__.setdefault("STATE", {})
+_lock: threading.Lock = _holder.__dict__.setdefault("lock", threading.Lock())
 
-#: Where ``process_state`` keeps, in ``pn.state.cache``, the hooks to run as the process exits.
-EXIT_HOOKS_KEY = f"{__name__}.exit_hooks"
+#: Where ``process_state`` keeps the hooks to run as the process exits.
+EXIT_HOOKS_KEY = "exit_hooks"
 
-#: Where ``prepare_server`` notes, in ``pn.state.cache``, the loop that Ctrl+C stops.
-CTRL_C_KEY = f"{__name__}.ctrl_c"
+#: Where ``prepare_server`` notes the loop that Ctrl+C stops.
+CTRL_C_KEY = "ctrl_c"
 
 
 def process_state(
@@ -53,7 +58,7 @@ def process_state(
     kind: type | None = None,
     last: bool = False,
 ) -> _State:
-    """Return the process's object under ``key`` in ``pn.state.cache``, made on first use.
+    """Return the process's object under ``key`` in ``STATE``, made on first use.
 
     A reloaded module finds what its previous version made, unless ``kind`` is
     given and the object is not an instance of it (a class of the previous
@@ -64,12 +69,12 @@ def process_state(
     runners' last calls still use) after every other.
     """
     with _lock:
-        state = pn.state.cache.get(key)
+        state = STATE.get(key)
         if state is None or (kind is not None and not isinstance(state, kind)):
-            state = pn.state.cache[key] = make()
-            hooks = pn.state.cache.get(EXIT_HOOKS_KEY)
+            state = STATE[key] = make()
+            hooks = STATE.get(EXIT_HOOKS_KEY)
             if hooks is None:
-                hooks = pn.state.cache[EXIT_HOOKS_KEY] = {}
+                hooks = STATE[EXIT_HOOKS_KEY] = {}
                 atexit.register(run_exit_hooks)
             hooks.pop(key, None)  # a replaced object's hook goes with it: its users end it
             if at_exit is not None:
@@ -93,7 +98,7 @@ def run_exit_hooks() -> None:
     with "cannot schedule new futures after shutdown".
     """
     with _lock:
-        hooks = pn.state.cache.get(EXIT_HOOKS_KEY) or {}
+        hooks = STATE.get(EXIT_HOOKS_KEY) or {}
         ordered = sorted(reversed(hooks.values()), key=lambda item: item[0])  # stable: last=True at the end
         hooks.clear()
     for _, hook in ordered:

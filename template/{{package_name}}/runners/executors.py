@@ -14,9 +14,13 @@ runners of one key elect a single producer and share its results.
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 
 class TaskCancelled(Exception):
@@ -77,7 +81,7 @@ class TaskControl:
             self._cancelled = True
             callbacks, self._on_cancel = self._on_cancel, []
         for callback in callbacks:
-            callback()
+            _call_back(callback)
 
     def add_cancel_callback(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` when the task is cancelled, or now if it is already.
@@ -88,7 +92,7 @@ class TaskControl:
             if not self._cancelled:
                 self._on_cancel.append(callback)
                 return
-        callback()
+        _call_back(callback)
 
     def report(self, done: float, total: float | None = None, message: str = "") -> None:
         """Report progress: ``report(0.4)``, ``report(4, 10)`` or ``report(4, 10, "reading files")``."""
@@ -100,6 +104,13 @@ class TaskControl:
         """Raise ``TaskCancelled`` if the user asked the task to stop (``TaskTimedOut`` past its time)."""
         if self.cancelled:
             raise TaskTimedOut if self._timed_out else TaskCancelled
+
+
+def _call_back(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:  # the other callbacks still run, and cancel() returns
+        logger.exception("A cancel callback failed")
 
 
 class Executor(Protocol):
@@ -208,8 +219,32 @@ def is_async(function: Callable[..., Any]) -> bool:
 
 
 def takes_control(function: Callable[..., Any]) -> bool:
-    """True if ``function`` has a parameter named ``control``."""
+    """True if ``function`` has a parameter named ``control``; refuse a ``TaskControl`` named otherwise."""
     try:
-        return "control" in inspect.signature(function).parameters
+        parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):  # some builtins have no signature
         return False
+    for name, parameter in parameters.items():
+        annotation = parameter.annotation
+        if name != "control" and (annotation is TaskControl or str(annotation).endswith("TaskControl")):
+            raise TypeError(
+                f"{function!r} takes a TaskControl as {name!r}: the runners pass it as control=, "
+                "so name that parameter control"
+            )
+    return "control" in parameters
+
+
+def without_locals(exception: BaseException) -> BaseException:
+    """Return ``exception`` once its traceback's finished frames, and its chained ones', hold no locals.
+
+    A kept failure then keeps no worker's data alive; its traceback still prints.
+    """
+    pending, seen = [exception], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)
+        pending += [error.__cause__, error.__context__, *getattr(error, "exceptions", ())]
+    return exception
