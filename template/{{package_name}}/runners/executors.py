@@ -179,10 +179,15 @@ class InThread:
         return result
 
 
-def executor_or_default(executor: Executor | None) -> Executor:
-    """Return ``executor``, or ``InThread()`` for None; refuse what cannot be one."""
+def executor_or_default(executor: Executor | None, worker: Callable[..., Any]) -> Executor:
+    """Return ``executor``, or ``InThread()`` for None; refuse one that cannot run ``worker``."""
     if executor is None:
         return InThread()
+    if is_async(worker):
+        raise ValueError(
+            f"{worker!r} is async def: it runs on the runners' event loop, never in an executor. "
+            "Leave executor out, or make the worker a plain function for the executor to run."
+        )
     if not callable(getattr(executor, "call", None)) or not hasattr(executor, "interrupts"):
         raise TypeError(
             f"{executor!r} is not an executor: it needs a call() method and an interrupts attribute "
