@@ -14,12 +14,14 @@ import os
 import signal
 import textwrap
 import time
-from contextlib import ExitStack, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support import Cluster, close_sessions, open_sessions, panel_serve, poll, render
+from support import Cluster, Server, close_sessions, open_sessions, panel_serve, poll, render
 
 pytestmark = pytest.mark.slow
 
@@ -109,14 +111,28 @@ def results_seen(seen: Path, pid: int) -> dict[str, float]:
     return {path.name: float(path.read_text() or 0) for path in seen.glob(f"{pid}-*")}
 
 
-def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_and_take_over(
-    project, folders, tmp_path, monkeypatch, report
-):
-    calls, seen = folders
-    # Dask reads its configuration from DASK_* variables; the lease timeout is the app processes'.
-    locks = "DASK_DISTRIBUTED__SCHEDULER__LOCKS__"
-    monkeypatch.setenv(f"{locks}LEASE_TIMEOUT", f"{LEASE_TIMEOUT}s")
-    monkeypatch.setenv(f"{locks}LEASE_VALIDATION_INTERVAL", f"{LEASE_VALIDATION_INTERVAL}s")
+@dataclass
+class Deployment:
+    """Two servers of one scheduler, each with ``SESSIONS`` sessions, once every session has a result."""
+
+    producer: Server
+    survivor: Server
+    seen: Path
+
+    def everyone_saw(self, after: float, servers: list[Server] | None = None) -> bool:
+        """Every session of ``servers`` (both by default) has a result of a call made after ``after``."""
+        latest = [results_seen(self.seen, server.process.pid) for server in servers or self.servers]
+        return all(len(found) == SESSIONS and min(found.values()) > after for found in latest)
+
+    @property
+    def servers(self) -> list[Server]:
+        return [self.producer, self.survivor]
+
+
+@contextmanager
+def deployment(
+    project: Path, seen: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
     with ExitStack() as stack:
         cluster = Cluster(project, tmp_path, stack)
         for name in ("first", "second"):
@@ -126,33 +142,50 @@ def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_an
         for server in servers:
             sessions = open_sessions(server.url, SESSIONS)
             stack.callback(close_sessions, sessions)
-
-        def everyone_saw(after: float, servers=servers) -> bool:
-            """Every session of ``servers`` has a result of a call made after ``after``."""
-            latest = [results_seen(seen, server.process.pid) for server in servers]
-            return all(len(found) == SESSIONS and min(found.values()) > after for found in latest)
-
         logs = lambda: "\n".join(server.output() for server in servers)  # noqa: E731
-        poll(lambda: everyone_saw(0), timeout=120, message=f"every session has a result; logs:\n{logs()}")
-        elected = "this process now calls the worker of"
-        producers = [server for server in servers if elected in server.output()]
+        started = Deployment(*servers, seen)
+        poll(
+            lambda: started.everyone_saw(0),
+            timeout=120,
+            message=f"every session has a result; logs:\n{logs()}",
+        )
+        producers = [server for server in servers if ELECTED in server.output()]
         assert len(producers) == 1, [server.output() for server in servers]
-        (producer,) = producers
-        (survivor,) = (server for server in servers if server is not producer)
+        (survivor,) = (server for server in servers if server is not producers[0])
+        yield Deployment(producers[0], survivor, seen)
 
+
+#: What a server logs when it becomes the producer.
+ELECTED = "this process now calls the worker of"
+
+
+def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_and_take_over(
+    project, folders, tmp_path, monkeypatch, report
+):
+    calls, seen = folders
+    # Dask reads its configuration from DASK_* variables; the lease timeout is the app processes'.
+    locks = "DASK_DISTRIBUTED__SCHEDULER__LOCKS__"
+    monkeypatch.setenv(f"{locks}LEASE_TIMEOUT", f"{LEASE_TIMEOUT}s")
+    monkeypatch.setenv(f"{locks}LEASE_VALIDATION_INTERVAL", f"{LEASE_VALIDATION_INTERVAL}s")
+    with deployment(project, seen, tmp_path, monkeypatch) as served:
         counted_from = time.time()
         counted = calls_in(calls, counted_from, WINDOW)
         assert counted <= WINDOW + 1, f"{counted} calls in {WINDOW} intervals: more than one producer"
         assert counted >= WINDOW - 1, f"{counted} calls in {WINDOW} intervals: the feed lags"
-        poll(lambda: everyone_saw(counted_from), timeout=30, message="every session of both servers follows")
+        poll(
+            lambda: served.everyone_saw(counted_from),
+            timeout=30,
+            message="every session of both servers follows",
+        )
 
-        producer.process.kill()  # SIGKILL: no clean exit, the lease lapses
+        served.producer.process.kill()  # SIGKILL: no clean exit, the lease lapses
         killed_at = time.time()
-        poll(lambda: everyone_saw(killed_at, [survivor]), timeout=FAILOVER_BOUND + 60,
-             message=f"the survivor's sessions get new results; log:\n{survivor.output()}")  # fmt: skip
+        survivor_log = served.survivor.output
+        poll(lambda: served.everyone_saw(killed_at, [served.survivor]), timeout=FAILOVER_BOUND + 60,
+             message=f"the survivor's sessions get new results; log:\n{survivor_log()}")  # fmt: skip
         failover = time.time() - killed_at
         assert failover <= FAILOVER_BOUND + LOAD_ALLOWANCE, f"took over in {failover:.1f} s"
-        assert elected in survivor.output()
+        assert ELECTED in served.survivor.output()
 
         counted_from = time.time()
         counted = calls_in(calls, counted_from, WINDOW)
@@ -161,6 +194,30 @@ def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_an
             f"Dask, 2 server processes on one scheduler: {counted} calls of the global worker "
             f"in {WINDOW} intervals; after SIGKILL of the producer, new results in {failover:.1f} s "
             f"(bound {FAILOVER_BOUND:g} s)"
+        )
+
+
+def test_after_sigterm_another_server_takes_over_within_an_interval(
+    project, folders, tmp_path, monkeypatch, report
+):
+    """``docker stop``: the producer gives its lease back as it stops, long before its lease lapses (30 s)."""
+    monkeypatch.delenv("DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT", raising=False)
+    _, seen = folders
+    with deployment(project, seen, tmp_path, monkeypatch) as served:
+        served.producer.process.terminate()
+        stopped_at = time.time()
+        survivor_log = served.survivor.output
+        poll(lambda: served.everyone_saw(stopped_at, [served.survivor]), timeout=60,
+             message=f"the survivor's sessions get new results; log:\n{survivor_log()}")  # fmt: skip
+        takeover = time.time() - stopped_at
+        assert takeover <= INTERVAL + LOAD_ALLOWANCE, f"took over in {takeover:.1f} s"
+        assert served.producer.process.wait(timeout=30) == 0, served.producer.output()
+        assert "SIGTERM: stopping the server" in served.producer.output(), (
+            "the exit hooks ran before the loop stopped"
+        )
+        report(
+            f"Dask, 2 server processes on one scheduler: after SIGTERM of the producer, "
+            f"new results in {takeover:.1f} s"
         )
 
 

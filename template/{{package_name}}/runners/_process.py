@@ -11,8 +11,8 @@ Template-owned: ``copier update`` brings fixes to this file.
   ``pn.state.cache`` (the user's own cache) leaves it alone.
 - ``prepare_server``: called by every runner built in a served session, it acts
   once. It lowers Python's switch interval (``SWITCH_INTERVAL`` in settings.py;
-  ``None`` leaves it alone), makes Ctrl+C stop ``panel serve`` cleanly, and keeps
-  failed writes to pages that have gone out of the error log.
+  ``None`` leaves it alone), makes Ctrl+C and SIGTERM stop ``panel serve``
+  cleanly, and keeps failed writes to pages that have gone out of the error log.
 
 Nothing else in the runners changes the process's state.
 """
@@ -111,9 +111,9 @@ def run_exit_hooks() -> None:
 def prepare_server() -> None:
     """Set up the serving process for the runners; call it while a session renders.
 
-    - Ctrl+C stops the server's event loop between two of its callbacks, as
-      ``pn.serve`` does, after the runners and what they use have stopped
-      (``run_exit_hooks``). By default Ctrl+C raises KeyboardInterrupt wherever
+    - Ctrl+C, and SIGTERM (``docker stop``), stop the server's event loop between
+      two of its callbacks, as ``pn.serve`` does, after the runners and what they
+      use have stopped (``run_exit_hooks``). By default Ctrl+C raises KeyboardInterrupt wherever
       the main thread is, and ``panel serve`` may exit with a traceback. A second
       Ctrl+C interrupts at once. Only where Python's own SIGINT handler is in
       place, in the main thread, outside a notebook kernel.
@@ -161,8 +161,8 @@ class _ClosedPageWrites:
 
 
 def _stop_on_sigint(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
-    def stop() -> None:
-        logger.info("Ctrl+C: stopping the server")
+    def stop(signal_name: str = "Ctrl+C") -> None:
+        logger.info("%s: stopping the server", signal_name)
         run_exit_hooks()
         loop.stop()
 
@@ -170,5 +170,11 @@ def _stop_on_sigint(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoo
         signal.signal(signal.SIGINT, signal.default_int_handler)  # the next Ctrl+C interrupts
         loop.call_soon_threadsafe(stop)
 
+    def terminated() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)  # the next SIGTERM ends the process at once
+        stop("SIGTERM")
+
     signal.signal(signal.SIGINT, interrupted)
+    if sys.platform != "win32":  # in place of Bokeh's handler, which only stops the loop
+        loop.add_signal_handler(signal.SIGTERM, terminated)
     return loop
