@@ -67,7 +67,7 @@ def runners_loop() -> EventLoopThread:
 def run_exit_hooks() -> None:
     """Run the ``process_state`` exit hooks, each once.
 
-    Ctrl+C runs them before atexit: by then Python has shut down its thread pools, and a Dask
+    Ctrl+C runs them early: by the time atexit runs, Python has shut down its thread pools, and a Dask
     scheduler still handling a call fails with "cannot schedule new futures after shutdown".
     """
     with _lock:
@@ -82,11 +82,7 @@ def run_exit_hooks() -> None:
 
 
 def prepare_server() -> None:
-    """Prepare the serving process, once; call it while a session renders (DESIGN.md says what it does).
-
-    Ctrl+C then stops the runners, then the server's loop between two callbacks, as ``pn.serve`` does:
-    Python's default raises KeyboardInterrupt wherever the main thread is, often with a traceback.
-    """
+    """Set up the serving process once (DESIGN.md says how); call it while a session renders."""
     if SWITCH_INTERVAL is not None and sys.getswitchinterval() > SWITCH_INTERVAL:
         sys.setswitchinterval(SWITCH_INTERVAL)
         logger.debug("Python's switch interval lowered to %g s", SWITCH_INTERVAL)

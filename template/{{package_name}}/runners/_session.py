@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 
 def session_document() -> Document | None:
-    """The document of the session being rendered, or None outside a session."""
     doc = pn.state.curdoc
     if doc is None or doc.session_context is None:
         return None
@@ -29,7 +28,6 @@ def session_document() -> Document | None:
 
 
 def on_session_end(doc: Document, callback: Callable[[], object]) -> None:
-    """Call ``callback()`` when the session of ``doc`` is destroyed."""
     doc.on_session_destroyed(lambda session_context: callback())
 
 

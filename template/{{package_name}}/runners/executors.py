@@ -21,7 +21,9 @@ class TaskTimedOut(TaskCancelled):
 
 
 class TaskControl:
-    """Progress reports and cancellation, passed to a worker that has a parameter named ``control``::
+    """Progress reports and cancellation, passed to a worker that has a parameter named ``control``.
+
+    A worker checks between steps whether the user asked it to stop::
 
         def fit(task, control: TaskControl) -> Model:
             for step in range(10):
@@ -54,7 +56,6 @@ class TaskControl:
         self._request_stop(timed_out=False)
 
     def time_out(self) -> None:
-        """Ask the task to stop: it ran past its time limit."""
         self._request_stop(timed_out=True)
 
     def _request_stop(self, timed_out: bool) -> None:
@@ -102,10 +103,7 @@ class Executor(Protocol):
     interrupts: bool
 
     def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
-        """Return ``function(*args)``, with ``control=control`` if ``pass_control``.
-
-        Raises what the function raised, or ``TaskCancelled`` if cancelling ``control`` abandoned it.
-        """
+        """``function(*args)``, with ``control=control`` if ``pass_control``; ``TaskCancelled`` if abandoned."""
         ...
 
 
