@@ -103,7 +103,7 @@ class Executor(Protocol):
     interrupts: bool
 
     def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
-        """``function(*args)``, with ``control=control`` if ``pass_control``; ``TaskCancelled`` if abandoned."""
+        """``function(*args)``, with ``control=`` if ``pass_control``; ``TaskCancelled`` if abandoned."""
         ...
 
 
