@@ -1,20 +1,6 @@
-"""What the runners do to the whole server process, in one place.
+"""All that the runners do to the server process: its shared objects, their exit hooks, ``prepare_server``.
 
-Template-owned: ``copier update`` brings fixes to this file.
-
-- ``process_state``: objects that live once per process (the session runners'
-  pools, the global runners' registry, the event loop of ``async def`` workers
-  (``runners_loop``), the Dask client) and the hooks that stop them as the
-  process exits. They are kept in ``STATE``, a dictionary held by a module of no
-  file in ``sys.modules``: Panel's ``--dev`` reload deletes only modules loaded
-  from files, so it outlives the re-import of this package, and clearing
-  ``pn.state.cache`` (the user's own cache) leaves it alone.
-- ``prepare_server``: called by every runner built in a served session, it acts
-  once. It lowers Python's switch interval (``SWITCH_INTERVAL`` in settings.py;
-  ``None`` leaves it alone), makes Ctrl+C and SIGTERM stop ``panel serve``
-  cleanly, and keeps failed writes to pages that have gone out of the error log.
-
-Nothing else in the runners changes the process's state.
+``prepare_server`` makes Ctrl+C and SIGTERM (``docker stop``) run the exit hooks, then stop the server.
 """
 
 from __future__ import annotations
@@ -37,16 +23,14 @@ logger = logging.getLogger(__name__)
 
 _State = TypeVar("_State")
 
-_HOLDER_NAME = f"{__name__.replace('.', '_')}_state"  # outside the package: no reload deletes it
+# A module of no file: Panel's --dev reload deletes only modules loaded from files, so STATE outlives
+# re-imports of this package; and clearing pn.state.cache (the user's) leaves it alone.
+_HOLDER_NAME = f"{__name__.replace('.', '_')}_state"
 _holder = sys.modules.setdefault(_HOLDER_NAME, types.ModuleType(_HOLDER_NAME))
-#: The process's objects by key, and the lock that guards it, whatever imports this module.
 STATE: dict[str, Any] = _holder.__dict__.setdefault("STATE", {})
 _lock: threading.Lock = _holder.__dict__.setdefault("lock", threading.Lock())
 
-#: Where ``process_state`` keeps the hooks to run as the process exits.
 EXIT_HOOKS_KEY = "exit_hooks"
-
-#: Where ``prepare_server`` notes the loop that Ctrl+C stops.
 CTRL_C_KEY = "ctrl_c"
 
 
@@ -58,15 +42,11 @@ def process_state(
     kind: type | None = None,
     last: bool = False,
 ) -> _State:
-    """Return the process's object under ``key`` in ``STATE``, made on first use.
+    """The process's object under ``key``, made on first use.
 
-    A reloaded module finds what its previous version made, unless ``kind`` is
-    given and the object is not an instance of it (a class of the previous
-    import): then a new object takes the key, and the old one is left to end
-    with its users. ``at_exit(state)``, if given, runs once as the process exits,
-    from ``run_exit_hooks()``: the hooks run in the reverse order of their
-    objects' making, but those with ``last=True`` (the Dask client, which the
-    runners' last calls still use) after every other.
+    An object that is not a ``kind`` (a class of a previous import) is replaced, and left to end with
+    its users. The ``at_exit`` hooks run once, in the reverse order of making, ``last=True`` ones (the
+    Dask client, which the runners' last calls use) after every other.
     """
     with _lock:
         state = STATE.get(key)
@@ -83,19 +63,15 @@ def process_state(
 
 
 def runners_loop() -> EventLoopThread:
-    """The process's event loop for ``async def`` workers, in a thread of its own, started on first use.
-
-    It stops as the process exits, after the runners that use it.
-    """
+    """The process's event loop for ``async def`` workers, started on first use, stopped at exit."""
     return process_state(f"{__name__}.runners_loop", EventLoopThread, EventLoopThread.stop)
 
 
 def run_exit_hooks() -> None:
-    """Run the exit hooks registered by ``process_state``, each once.
+    """Run the ``process_state`` exit hooks, each once.
 
-    Runs at exit, or earlier on Ctrl+C: by the time atexit runs, Python has shut
-    down its thread pools, and a Dask scheduler that still handles a call fails
-    with "cannot schedule new futures after shutdown".
+    Ctrl+C runs them early: by the time atexit runs, Python has shut down its thread pools, and a Dask
+    scheduler still handling a call fails with "cannot schedule new futures after shutdown".
     """
     with _lock:
         hooks = STATE.get(EXIT_HOOKS_KEY) or {}
@@ -104,26 +80,12 @@ def run_exit_hooks() -> None:
     for _, hook in ordered:
         try:
             hook()
-        except Exception:  # the other hooks still run
+        except Exception:
             logger.exception("An exit hook failed")
 
 
 def prepare_server() -> None:
-    """Set up the serving process for the runners; call it while a session renders.
-
-    - Ctrl+C, and SIGTERM (``docker stop``), stop the server's event loop between
-      two of its callbacks, as ``pn.serve`` does, after the runners and what they
-      use have stopped (``run_exit_hooks``). By default Ctrl+C raises KeyboardInterrupt wherever
-      the main thread is, and ``panel serve`` may exit with a traceback. A second
-      Ctrl+C interrupts at once. Only where Python's own SIGINT handler is in
-      place, in the main thread, outside a notebook kernel.
-    - A write to a page that has gone (``WebSocketClosedError``, holoviz/panel#3341)
-      is logged at debug level rather than as "Task exception was never retrieved".
-    - Python's switch interval is lowered to ``SWITCH_INTERVAL``: a thread that
-      computes then hands the GIL to the server's thread sooner.
-
-    Each is done once per process (the handler once per event loop, where one runs).
-    """
+    """Set up the serving process once (DESIGN.md says how); call it while a session renders."""
     if SWITCH_INTERVAL is not None and sys.getswitchinterval() > SWITCH_INTERVAL:
         sys.setswitchinterval(SWITCH_INTERVAL)
         logger.debug("Python's switch interval lowered to %g s", SWITCH_INTERVAL)
@@ -142,7 +104,7 @@ def prepare_server() -> None:
 
 
 class _ClosedPageWrites:
-    """An event loop's exception handler that drops failed writes to closed websockets."""
+    """An exception handler that logs failed writes to closed pages at debug (holoviz/panel#3341)."""
 
     def __init__(
         self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None

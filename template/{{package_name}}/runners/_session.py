@@ -1,13 +1,5 @@
-"""Tie a runner's updates to the Panel session that built it.
-
-Template-owned: ``copier update`` brings fixes to this file.
-
-A runner is built while Panel renders a session, but its work ends in other
-threads, where ``pn.state.curdoc`` is None: the session's document is captured
-while it is known (``session_document``), and each change is applied to the
-runner's parameters on that session's next tick (``Updates``), where Panel
-updates the page safely. Outside a session (a test, a notebook) changes apply
-in a thread that asks for one, one batch at a time.
+"""Tie a runner's updates to the session that built it: its document is captured while it renders
+(worker threads have no ``pn.state.curdoc``), and changes apply on the session's next tick.
 """
 
 from __future__ import annotations
@@ -29,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 
 def session_document() -> Document | None:
-    """The document of the session being rendered, or None outside a session."""
     doc = pn.state.curdoc
     if doc is None or doc.session_context is None:
         return None
@@ -37,7 +28,6 @@ def session_document() -> Document | None:
 
 
 def on_session_end(doc: Document, callback: Callable[[], object]) -> None:
-    """Call ``callback()`` when the session of ``doc`` is destroyed (this session only)."""
     doc.on_session_destroyed(lambda session_context: callback())
 
 
@@ -52,8 +42,8 @@ def server_loop(doc: Document) -> Any:
 def call_in_session(doc: Document, callback: Callable[..., object], *args: Any) -> None:
     """Run ``callback(*args)`` on the session's next tick, from any thread; dropped once it has ended.
 
-    The server's event loop adds the callback to the document: Bokeh's documents
-    are not safe to change from another thread while a session is being created.
+    The server's loop adds it: a Bokeh document is not safe to change from another thread while a
+    session is being created.
     """
     loop = server_loop(doc)
     if loop is None:  # no server (a notebook): the document takes it
@@ -70,14 +60,11 @@ def _next_tick(doc: Document, callback: Callable[[], object]) -> None:
 
 
 def set_outputs(obj: param.Parameterized, *updates: dict[str, Any]) -> None:
-    """Set ``obj``'s constant parameters, one ``obj.param.update`` for each of ``updates``, in order.
+    """Set ``obj``'s constant parameters, one ``obj.param.update`` per dict, in order.
 
-    Call it where ``Updates`` applies, one batch at a time. ``obj`` must hold
-    instance copies of its parameters (``obj.param.objects()`` in its
-    ``__init__``), so that ``param.edit_constant`` touches this object's
-    parameters alone, never those of its class. A watcher's error is logged, and
-    the runner goes on; the values are set, but param calls no other watcher of
-    that update once one has raised.
+    ``obj`` must hold instance copies of its parameters (``obj.param.objects()`` in its ``__init__``),
+    or ``param.edit_constant`` would touch its class's. A watcher's error is logged; param then calls
+    no other watcher of that update, though the values are set.
     """
     with param.edit_constant(obj):
         for values in updates:
@@ -88,16 +75,12 @@ def set_outputs(obj: param.Parameterized, *updates: dict[str, Any]) -> None:
 
 
 class Updates:
-    """A runner's page updates: asked for from any thread, applied one batch at a time.
+    """A runner's page updates: requested from any thread, applied one batch at a time.
 
-    ``request(item)`` gathers ``item`` (an outcome, or None for "the state
-    changed") and has ``apply(items)`` called: in a session, on its next tick, at
-    most once per ``interval`` seconds; outside a session, at once, in the asking
-    thread, unless another thread is applying: that thread then applies this batch
-    too, and the asking thread waits for it, so that the parameters are up to date
-    when ``request`` returns (a watcher that asks, in the applying thread, does not
-    wait). ``apply`` may return a number of seconds: in a session, an update follows
-    after that long, for what changes without a request (a place in a line).
+    In a session, ``apply(items)`` runs on its next tick, at most once per ``interval``; if it returns
+    seconds, another update follows after that long (for what changes unasked, a place in a line).
+    Outside a session it runs in the requesting thread, or another that is applying; either way the
+    parameters are up to date when ``request`` returns (except for a request from the applier itself).
     """
 
     def __init__(
@@ -116,7 +99,7 @@ class Updates:
         self._refreshing = False  # on the session's loop: a follow-up update is scheduled
 
     def request(self, item: Any = None) -> None:
-        """Gather ``item`` and have the batch applied; from any thread."""
+        """Gather ``item`` (an outcome, or None: the state changed) and have the batch applied."""
         with self._lock:
             if item is not None:
                 self._items.append(item)
@@ -133,10 +116,7 @@ class Updates:
             call_in_session(self.doc, self._on_tick)
 
     def _take(self, done: bool) -> tuple[list[Any], int] | None:
-        """The batch to apply and the requests it answers, or None when nothing is due.
-
-        ``done``: a request from now on schedules another update (in a session).
-        """
+        """The batch and the requests it answers, or None; ``done``: a later request schedules anew."""
         with self._lock:
             if not self._due:  # every request so far is applied
                 self._busy = False

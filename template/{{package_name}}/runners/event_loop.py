@@ -1,16 +1,4 @@
-"""The runners' own event loop, where ``async def`` workers run.
-
-Template-owned: ``copier update`` brings fixes to this file.
-
-Plain Python, no Panel. An ``EventLoopThread`` runs an asyncio event loop in a
-daemon thread of its own, started on first use. It is not the server's loop: a
-worker that blocks by mistake holds up the other async workers, never the pages.
-The process has one (``_process.runners_loop()``), stopped as the process exits.
-
-A worker's coroutine runs in an asyncio task of its own, which its
-``TaskControl`` cancels: on ``cancel()``, a timeout or a stop, the worker gets
-``CancelledError`` at its next ``await``.
-"""
+"""The runners' own event loop, where ``async def`` workers run: plain Python, no Panel."""
 
 from __future__ import annotations
 
@@ -31,12 +19,8 @@ logger = logging.getLogger(__name__)
 async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl) -> Any:
     """Await a worker's ``coroutine`` in a task of its own, which ``control.cancel()`` cancels.
 
-    Returns what the worker returns and raises what it raises, ``SystemExit``,
-    ``KeyboardInterrupt`` and ``GeneratorExit`` too: the caller must not let
-    those end its own task (see ``caught``). A worker cancelled through
-    ``control`` ends with ``TaskCancelled`` (``TaskTimedOut`` past its time
-    limit). A ``CancelledError`` that the worker raises though nothing cancelled
-    it is its failure, a ``RuntimeError``: it cannot cancel the task that awaits it.
+    Raises what the worker raises, ``SystemExit`` and the like too (wrap the call in ``caught``);
+    ``TaskCancelled`` once cancelled; a ``RuntimeError`` for a ``CancelledError`` nobody asked for.
     """
     loop = asyncio.get_running_loop()
     task = loop.create_task(caught(coroutine))
@@ -55,8 +39,7 @@ async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl
 
 
 def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
-    """From any thread: cancel ``task`` on its loop, unless the loop has closed (the task with it)."""
-    with contextlib.suppress(RuntimeError):  # the loop is closed
+    with contextlib.suppress(RuntimeError):  # the loop is closed, and the task with it
         loop.call_soon_threadsafe(task.cancel)
 
 
@@ -70,9 +53,7 @@ class Raised:
 async def caught(awaitable: Awaitable[Any]) -> Any:
     """``await awaitable``; return a ``SystemExit``, ``KeyboardInterrupt`` or ``GeneratorExit`` as ``Raised``.
 
-    Raised out of an asyncio task, the first two stop its event loop, and the
-    third, thrown into the coroutine that awaits the task, closes it without a
-    word: a worker's are its failure.
+    Out of a task, the first two stop the loop, and the third silently closes the awaiting coroutine.
     """
     try:
         return await awaitable
@@ -81,14 +62,8 @@ async def caught(awaitable: Awaitable[Any]) -> Any:
 
 
 class EventLoopThread:
-    """An asyncio event loop in a daemon thread of its own, started on first use.
+    """An asyncio event loop in a daemon thread, started on first use; the executor of async workers."""
 
-    It is an executor too (see executors.py), for a runner with a thread of its
-    own: ``call()`` runs an ``async def`` worker on the loop, and the calling
-    thread waits for its result.
-    """
-
-    #: Cancelling a call cancels the worker's task at its next ``await``.
     interrupts = True
 
     def __init__(self, name: str = "RunnersEventLoop") -> None:
@@ -103,7 +78,7 @@ class EventLoopThread:
         return self._thread
 
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The running loop: started in its thread now if it is not running."""
+        """The running loop, started now if it is not running."""
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
@@ -113,15 +88,10 @@ class EventLoopThread:
             return self._loop
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
-        """Run ``coroutine`` on the loop; its future can be waited for from any thread."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
 
     def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
-        """Run ``await function(*args)`` on the loop, with ``control=`` if ``pass_control``; wait for it.
-
-        Raises what the worker raised, or ``TaskCancelled`` once ``control`` is
-        cancelled (or the loop stops).
-        """
+        """``Executor.call``: run ``await function(*args)`` on the loop and wait for it."""
         coroutine = function(*args, control=control) if pass_control else function(*args)
         try:
             result = self.submit(caught(await_worker(coroutine, control))).result()
@@ -138,10 +108,7 @@ class EventLoopThread:
         return self.submit(_other_tasks()).result(timeout)
 
     def stop(self, timeout: float | None = 1.0) -> bool:
-        """Cancel the loop's tasks, give them ``timeout`` seconds to end, stop the loop; True once it has.
-
-        The next use starts a new loop.
-        """
+        """Cancel the loop's tasks, give them ``timeout`` seconds, stop the loop; True once it has."""
         with self._lock:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:

@@ -1,15 +1,4 @@
-"""Where a runner's worker runs, and the ``TaskControl`` a worker gets.
-
-Template-owned: ``copier update`` brings fixes to this file.
-
-A runner hands each worker call to an executor and waits for the result in its
-own thread. The default, ``InThread``, calls the worker right there, in the
-runner's thread. An executor that sends the call elsewhere (another process,
-another machine) only has to provide ``call()`` and ``interrupts``. One whose
-calls go where several server processes meet (a shared Dask scheduler) may also
-offer ``shared_feed(key)``: a ``SharedFeed`` through which the processes' global
-runners of one key elect a single producer and share its results.
-"""
+"""Where a runner's worker runs (an ``Executor``, ``InThread`` by default), and its ``TaskControl``."""
 
 from __future__ import annotations
 
@@ -32,12 +21,9 @@ class TaskTimedOut(TaskCancelled):
 
 
 class TaskControl:
-    """Progress reports and cancellation, for a worker that takes a ``control`` argument.
+    """Progress reports and cancellation, passed to a worker that has a parameter named ``control``.
 
-    The runner passes one to ``worker(task, control=...)`` for each task when the
-    worker has a parameter named ``control``; other workers are called with the
-    task alone. A worker reports how far it is and checks, between steps, whether
-    the user asked it to stop::
+    A worker checks between steps whether the user asked it to stop::
 
         def fit(task, control: TaskControl) -> Model:
             for step in range(10):
@@ -70,7 +56,6 @@ class TaskControl:
         self._request_stop(timed_out=False)
 
     def time_out(self) -> None:
-        """Ask the task to stop because it ran past its time limit (the runner calls it)."""
         self._request_stop(timed_out=True)
 
     def _request_stop(self, timed_out: bool) -> None:
@@ -84,10 +69,7 @@ class TaskControl:
             _call_back(callback)
 
     def add_cancel_callback(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` when the task is cancelled, or now if it is already.
-
-        Executors use it to abandon a call that runs elsewhere.
-        """
+        """Call ``callback()`` when the task is cancelled, or now if it is already."""
         with self._lock:
             if not self._cancelled:
                 self._on_cancel.append(callback)
@@ -121,24 +103,15 @@ class Executor(Protocol):
     interrupts: bool
 
     def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
-        """Call ``function(*args)``, with ``control=`` a control if ``pass_control``; return its result.
-
-        Raises what the function raised, or ``TaskCancelled`` if the call was
-        abandoned because ``control`` was cancelled.
-        """
+        """``function(*args)``, with ``control=`` if ``pass_control``; ``TaskCancelled`` if abandoned."""
         ...
 
 
 class SharedFeed(Protocol):
-    """One global runner key's results, shared by the server processes that meet in an executor.
+    """One global runner key's results, shared by the server processes on one executor (a Dask scheduler).
 
-    An executor's optional ``shared_feed(key)`` returns one, or None when its calls
-    reach no other process. The global runner's thread asks it each interval:
-    ``lead()`` says whether this process calls the worker (it is the producer); the
-    producer hands each outcome to ``publish()``, and the other processes take the
-    producer's newest outcome from ``latest()``. ``close()`` hands the production
-    over at once. None of its methods raises: a failure to coordinate is logged, and
-    reported by ``latest()`` as the interval's outcome.
+    An executor's optional ``shared_feed(key)`` returns one, or None when its calls reach no other
+    process. No method raises: a failure to coordinate is logged, and ``latest()`` returns it.
     """
 
     def lead(self) -> bool:
@@ -164,11 +137,7 @@ class InThread:
     interrupts = False
 
     def call(self, function: Callable[..., Any], *args: Any, control: TaskControl, pass_control: bool) -> Any:
-        """Call ``function(*args)`` here and now; ``control`` goes along if ``pass_control``.
-
-        Refuses a coroutine as the result: the function is an async one in
-        disguise (a wrapper, a lambda), which the runners could not tell apart.
-        """
+        """Call ``function(*args)`` here; refuse a coroutine result (an async worker in a wrapper)."""
         result = function(*args, control=control) if pass_control else function(*args)
         if inspect.iscoroutine(result):
             result.close()
@@ -218,8 +187,7 @@ def progress_fraction(done: float, total: float | None = None) -> float:
 
 
 def is_async(function: Callable[..., Any]) -> bool:
-    """True if ``function`` is an ``async def`` function (a method, a ``functools.partial`` of one), or an
-    object whose ``__call__`` is."""
+    """True for an ``async def`` function, method or ``functools.partial`` of one, or such a ``__call__``."""
     return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(type(function).__call__)
 
 
@@ -240,10 +208,8 @@ def takes_control(function: Callable[..., Any]) -> bool:
 
 
 def without_locals(exception: BaseException) -> BaseException:
-    """Return ``exception`` once its traceback's finished frames, and its chained ones', hold no locals.
-
-    A kept failure then keeps no worker's data alive; its traceback still prints.
-    """
+    """Clear the locals of ``exception``'s finished frames, chained ones too, so that a kept failure keeps
+    no worker's data alive; its traceback still prints."""
     pending, seen = [exception], set()
     while pending:
         error = pending.pop()
