@@ -717,6 +717,38 @@ def async_task_memory(runners: object, count: int) -> float:
     return waiting / count / 1024
 
 
+#: MiB of the table that ``load_then_maybe_fail`` loads.
+TABLE_MIB = 5
+
+
+def load_then_maybe_fail(task: int) -> object:
+    """Load a table of ``TABLE_MIB`` MiB, then fail every other task, as a worker whose data is bad."""
+    import numpy as np
+
+    table = np.zeros(TABLE_MIB * 2**20 // 8)
+    if task % 2:
+        raise ValueError(f"task {task}: the table it loaded is bad")
+    return table
+
+
+def failed_task_memory(runners: object, tasks: int) -> tuple[float, float]:
+    """MiB one runner holds after ``tasks`` tasks of ``load_then_maybe_fail``, default settings; and
+    the MiB of the successes its ``history`` shows, which it must hold."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    runner = runners.SessionTaskRunner(worker=load_then_maybe_fail, max_tasks=tasks)
+    for task in range(tasks):
+        runner.append(task)
+    wait_for(lambda: runner.completed == tasks)
+    gc.collect()
+    held = (tracemalloc.get_traced_memory()[0] - before) / 2**20
+    tracemalloc.stop()
+    shown = sum(item.outcome == "done" for item in runner.history) * TABLE_MIB
+    runner.stop()
+    return held, shown
+
+
 def compute_one_second(task: object) -> None:
     deadline = time.perf_counter() + 1.0
     while time.perf_counter() < deadline:
@@ -883,6 +915,14 @@ def main() -> None:
         row(
             f"Memory of one waiting task of an async worker ({waiting} sessions' runners, one each)",
             f"{async_task_memory(runners, waiting):.1f} KiB",
+        )
+
+        held, shown = failed_task_memory(runners, 40)
+        row(
+            f"Memory one runner holds after 40 tasks that load {TABLE_MIB} MiB, every other one failing "
+            "(history of 20)",
+            f"{held:.0f} MiB: the {shown:.0f} MiB of the successes its history shows, "
+            f"{held - shown:+.0f} MiB for the failures",
         )
 
         sys.path.insert(0, str(Path(workdir) / "dask"))
