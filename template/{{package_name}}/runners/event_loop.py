@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
@@ -61,6 +62,25 @@ async def caught(awaitable: Awaitable[Any]) -> Any:
         return Raised(exception)
 
 
+class Deadline:
+    """A call waiting on the loop for its time; ``cancel()`` drops it and lets go of the function."""
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self.function: Callable[[], object] | None = function
+
+    def cancel(self) -> None:
+        """Drop the call if it has not run yet; from any thread."""
+        self.function = None
+
+    def _run(self) -> None:
+        function, self.function = self.function, None
+        if function is not None:
+            try:
+                function()
+            except Exception:  # the loop's next calls still come
+                logger.exception("A call at its deadline failed")
+
+
 class EventLoopThread:
     """An asyncio event loop in a daemon thread, started on first use; the executor of async workers."""
 
@@ -86,6 +106,12 @@ class EventLoopThread:
                 self._thread.start()
                 self._loop = loop
             return self._loop
+
+    def call_at(self, when: float, function: Callable[[], object]) -> Deadline:
+        """Call ``function()`` on the loop at ``when`` (``time.monotonic()``); it must be quick."""
+        deadline, loop = Deadline(function), self.loop()
+        loop.call_soon_threadsafe(loop.call_later, max(0.0, when - time.monotonic()), deadline._run)
+        return deadline
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop())
