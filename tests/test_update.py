@@ -7,6 +7,7 @@ repository's history (a clone without tags still has the commit).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from support import (
     commit_all,
     copy_template,
     git,
+    install_blocks,
     release,
     run_generated_tests,
 )
@@ -39,11 +41,23 @@ CONFLICT_MARKER = re.compile(r"^(<{7}|>{7}|={7})( .*)?$", re.MULTILINE)
 FIRST_COMMIT = "Start from the copier-panel-threading template"
 TEMPLATE_FIX = "# Fixed in the next release: a comment that stands for a fix of the template.\n"
 #: The release the working tree is (CHANGELOG.md), and the one before it.
-THIS_RELEASE = "v0.2.0"
-NEXT_RELEASE = "v0.2.1"
+THIS_RELEASE = "v0.3.0"
+NEXT_RELEASE = "v0.3.1"
 PREVIOUS_RELEASE = "v0.1.0"
 #: The commit of the previous release, for clones that hold no tags.
 PREVIOUS_RELEASE_COMMIT = "5c1c3c6"
+#: The user's files that releases after the first added: an update that crosses v0.3.0 gives
+#: each to a project that lacks it (hooks/add_user_files.py), once.
+ADDED_SINCE_THE_FIRST_RELEASE = (
+    ".github/workflows/ci.yml",
+    ".github/workflows/template-update.yml",
+    "Dockerfile",
+    ".dockerignore",
+    "deploy/compose.yaml",
+    "deploy/haproxy.cfg",
+)
+#: The line that hooks/report_conflicts.py prints when an update leaves files to resolve.
+CONFLICTS_REPORTED = "copier update left CONFLICTS in"
 #: The user's files as the user rewrite leaves them: their own test in place of the example page's.
 REWRITTEN_USER_FILES = (*sorted(USER_FILES - {"tests/test_app.py"}), "tests/test_crunch.py")
 #: The template's sources of the user's files.
@@ -287,15 +301,38 @@ def test_an_update_from_the_previous_release_leaves_a_rewritten_app_alone(
     assert not (project / "tests" / "test_browser.py").exists()
     assert not (project / "tests" / "test_app.py").exists()
     assert_clean_merge(project)
-    # The previous release's conftest.py is the user's now, and stays as it was.
-    assert_template_files_as_rendered_afresh(
-        project, copy(release_history, tmp_path / "fresh", **data), user_files
-    )
+    assert CONFLICTS_REPORTED not in result.stdout + result.stderr
+    # The files of the user's that later releases added come as a fresh render has them, the
+    # user's from then on; the previous release's conftest.py is the user's now, as it was.
+    fresh = copy(release_history, tmp_path / "fresh", **data)
+    for name in ADDED_SINCE_THE_FIRST_RELEASE:
+        assert (project / name).read_bytes() == (fresh / name).read_bytes(), f"{name} was not added"
+        assert f"Added {name}:" in result.stdout + result.stderr
+        user_files[name] = (project / name).read_bytes()
+    assert_template_files_as_rendered_afresh(project, fresh, user_files)
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == THIS_RELEASE
     if (threading, executor) == WHOLE_SUITE_AFTER_UPDATE:
         run_generated_tests(project)
     else:
         run_generated_tests(project, "-m", "not slow")
+    if (threading, executor) == ("both", "thread"):
+        check_that_deleted_added_files_stay_deleted(release_history, project)
+
+
+def check_that_deleted_added_files_stay_deleted(template: Path, project: Path) -> None:
+    """The user deletes the added files; the next release's update brings none of them back."""
+    commit_all(project, "The files the update added")
+    for name in ADDED_SINCE_THE_FIRST_RELEASE:
+        (project / name).unlink()
+    commit_all(project, "No deploy, no workflows")
+    release_fix(template, NEXT_RELEASE)
+
+    result = update(project)
+
+    assert f"# Fix of {NEXT_RELEASE}." in (project / PACKAGE / "runners" / "executors.py").read_text()
+    for name in ADDED_SINCE_THE_FIRST_RELEASE:
+        assert not (project / name).exists(), f"{name}, deleted, came back"
+    assert "Added " not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(("threading", "executor"), VARIANTS, ids=VARIANT_IDS)
@@ -449,3 +486,102 @@ def test_a_project_made_before_the_executor_question_updates_cleanly(tmp_path):
     assert 'pn.extension(sizing_mode="stretch_width")' in entry.read_text()
     assert_clean_merge(project)
     run_generated_tests(project, "-m", "not slow")
+
+
+#: A line of a template file that the user edits, and the next release too: a conflict.
+EDITED_LINE = "Where a runner's worker runs"
+
+
+def test_an_update_that_conflicts_names_each_file_and_what_to_do(template_repo, tmp_path):
+    project = copy(template_repo, tmp_path / "app", threading="both")
+    runner_file = project / PACKAGE / "runners" / "executors.py"
+    runner_file.write_text(runner_file.read_text().replace(EDITED_LINE, "Where my runner's worker runs"))
+    commit_all(project, "My edit of a template file")
+    source = template_repo / "template" / "{{package_name}}" / "runners" / "executors.py"
+    source.write_text(source.read_text().replace(EDITED_LINE, "Where the runner's worker runs"))
+    release(template_repo, NEXT_RELEASE)
+
+    result = update(project)  # Copier exits with 0: the template-update workflow lists the files
+
+    output = result.stdout + result.stderr
+    assert "<<<<<<< before updating" in runner_file.read_text()
+    assert f"{CONFLICTS_REPORTED} 1 file(s)" in output
+    assert f"  {PACKAGE}/runners/executors.py: unmerged in git's index; conflict markers" in output
+    assert "delete the marker lines" in output
+    assert output.index(CONFLICTS_REPORTED) < output.index("A warning above lists any file left")
+
+    # A .rej file (`copier update --conflict rej`) is named too, even where .gitignore hides it.
+    (project / ".gitignore").write_text((project / ".gitignore").read_text() + "*.rej\n")
+    (project / "pyproject.toml.rej").write_text("@@ -1 +1 @@\n-a\n+b\n")
+    hook = subprocess.run(
+        [sys.executable, str(ROOT / "hooks" / "report_conflicts.py")],
+        cwd=project, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert hook.returncode == 0
+    assert "  pyproject.toml.rej: changes the update could not apply to pyproject.toml" in hook.stderr
+    assert f"{CONFLICTS_REPORTED} 2 file(s)" in hook.stderr  # with executors.py
+
+
+def update_blocks(readme: str) -> tuple[list[str], list[str]]:
+    """The commands of the README's "Update from the template" blocks that update: uv's, then pip's."""
+    section = readme.split("## Update from the template", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("```", 1)[0] for block in section.split("```bash\n")[1:]]
+    commands = [[line.split("  #")[0].strip() for line in block.splitlines()] for block in blocks]
+    updating = [block for block in commands if any("copier update" in line for line in block)]
+    assert len(updating) == 2, "an update block for uv, then one for pip"
+    return updating[0], updating[1]
+
+
+def copier_messages() -> dict[str, str]:
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    return {name: config[f"_message_after_{name}"] for name in ("copy", "update")}
+
+
+def release_fix(template: Path, tag: str) -> None:
+    """Release the template with one more line in a runner's file: a fix."""
+    fixed = template / "template" / "{{package_name}}" / "runners" / "executors.py"
+    fixed.write_text(fixed.read_text() + f"# Fix of {tag}.\n")
+    release(template, tag)
+
+
+def test_the_update_commands_of_the_readme_and_the_messages_run_as_written(template_repo, tmp_path):
+    """uv's block without a terminal, pip's in one (`script`); the messages give the same commands."""
+    project = copy(template_repo, tmp_path / "app", threading="both")
+    readme = (project / "README.md").read_text()
+    uv, pip = update_blocks(readme)
+    assert uv[-1] == "uvx copier update --trust --defaults"
+    assert pip[-1] == "python -m copier update --trust --defaults"
+    messages = copier_messages()
+    assert f"`{uv[-1]}`" in messages["copy"]
+    install_uv, install_pip = install_blocks(readme)
+    steps = re.findall(r"^  (\S.*?)(?:\s+#.*)?$", messages["copy"], re.MULTILINE)
+    assert steps[0].startswith("cd ")
+    for step in steps[1:]:
+        assert step in install_uv, f"the after-copy message's {step!r} is the README's"
+    assert "`uv sync`" in messages["update"]
+    assert "`python -m pip install -e . --group dev`" in messages["update"]
+    assert any(line.endswith("python -m pip install -e . --group dev") for line in install_pip)
+
+    environment = {name: value for name, value in os.environ.items() if name != "VIRTUAL_ENV"}
+    environment |= {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),  # uvx, python
+        "UV_PYTHON": sys.executable,
+        "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
+    }  # fmt: skip
+    workers = project / PACKAGE / "workers.py"
+    for number, (block, terminal) in enumerate(((uv, False), (pip, True)), start=1):
+        workers.write_text(workers.read_text() + f"\n# My edit {number}.\n")
+        tag = f"{THIS_RELEASE}.{number}"
+        release_fix(template_repo, tag)
+        script = " && ".join(block)
+        command = ["script", "--quiet", "--return", "--command", script, "/dev/null"]
+        result = subprocess.run(
+            command if terminal else ["bash", "-c", script], cwd=project, env=environment,
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert yaml.safe_load((project / ".copier-answers.yml").read_text())["_commit"] == tag, output[-3000:]
+        assert f"# Fix of {tag}." in (project / PACKAGE / "runners" / "executors.py").read_text()
+        commit_all(project, f"Update to {tag}")
