@@ -63,14 +63,25 @@ async def caught(awaitable: Awaitable[Any]) -> Any:
 
 
 class Deadline:
-    """A call waiting on the loop for its time; ``cancel()`` drops it and lets go of the function."""
+    """A call waiting on a loop for its time; ``cancel()`` drops it, and lets go of the function, at once."""
 
-    def __init__(self, function: Callable[[], object]) -> None:
+    def __init__(self, function: Callable[[], object], loop: asyncio.AbstractEventLoop) -> None:
         self.function: Callable[[], object] | None = function
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None  # on the loop, once it has the call
 
     def cancel(self) -> None:
         """Drop the call if it has not run yet; from any thread."""
         self.function = None
+        with contextlib.suppress(RuntimeError):  # the loop has closed, and its calls with it
+            self._loop.call_soon_threadsafe(self._unschedule)
+
+    def _schedule(self, delay: float) -> None:
+        self._handle = self._loop.call_later(delay, self._run)
+
+    def _unschedule(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
 
     def _run(self) -> None:
         function, self.function = self.function, None
@@ -109,8 +120,10 @@ class EventLoopThread:
 
     def call_at(self, when: float, function: Callable[[], object]) -> Deadline:
         """Call ``function()`` on the loop at ``when`` (``time.monotonic()``); it must be quick."""
-        deadline, loop = Deadline(function), self.loop()
-        loop.call_soon_threadsafe(loop.call_later, max(0.0, when - time.monotonic()), deadline._run)
+        loop = self.loop()
+        deadline = Deadline(function, loop)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the process is exiting
+            loop.call_soon_threadsafe(deadline._schedule, max(0.0, when - time.monotonic()))
         return deadline
 
     def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
+
+#: The runners' modules: a kept failure's traceback leaves their frames out.
+_RUNNERS = __name__.rpartition(".")[0] + "."
+_RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
 
 class TaskCancelled(Exception):
@@ -69,7 +73,10 @@ class TaskControl:
             _call_back(callback)
 
     def add_cancel_callback(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` when the task is cancelled, or now if it is already."""
+        """Call ``callback()`` when the task is cancelled, or now if it is already; it must be quick.
+
+        At a time limit it runs on the runners' event loop, among every other deadline.
+        """
         with self._lock:
             if not self._cancelled:
                 self._on_cancel.append(callback)
@@ -208,14 +215,27 @@ def takes_control(function: Callable[..., Any]) -> bool:
 
 
 def without_locals(exception: BaseException) -> BaseException:
-    """Clear the locals of ``exception``'s finished frames, chained ones too, so that a kept failure keeps
-    no worker's data alive; its traceback still prints."""
-    pending, seen = [exception], set()
+    """Return ``exception`` holding no local variables: a kept failure keeps no worker's data alive.
+
+    Its traceback starts at the worker's frame, and the frames it went through are cleared;
+    those of chained exceptions too, but a generator's or a coroutine's, which may run on.
+    The traceback still prints.
+    """
+    tb = exception.__traceback__
+    while tb is not None and getattr(tb.tb_frame, "f_globals", {}).get("__name__", "").startswith(_RUNNERS):
+        tb = tb.tb_next
+    pending, seen = [(exception.with_traceback(tb), True)], set()
     while pending:
-        error = pending.pop()
+        error, went_through = pending.pop()
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
-        traceback.clear_frames(error.__traceback__)
-        pending += [error.__cause__, error.__context__, *getattr(error, "exceptions", ())]
+        tb = error.__traceback__
+        while tb is not None:
+            if went_through or not getattr(tb.tb_frame.f_code, "co_flags", 0) & _RESUMABLE:
+                with contextlib.suppress(RuntimeError):  # a frame still running
+                    tb.tb_frame.clear()
+            tb = tb.tb_next
+        pending += [(chained, False) for chained in (error.__cause__, error.__context__)]
+        pending += [(grouped, False) for grouped in getattr(error, "exceptions", ())]
     return exception
