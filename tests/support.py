@@ -40,6 +40,10 @@ VARIANT_IDS = tuple("-".join(variant) for variant in VARIANTS)
 TEMPLATE_PARTS = ("copier.yml", "includes", "template", "hooks")
 #: The default answer to package_name.
 PACKAGE = "panel_threading_app"
+
+#: A ``panel serve --setup`` script's lines that log every session runner's stop, which the runners
+#: log at debug level when it loses nothing: the tests count the stops to see sessions end.
+LOG_RUNNERS_STOPS = f"import logging\n\nlogging.getLogger('{PACKAGE}.runners.pool').setLevel(logging.DEBUG)\n"
 #: The user's files: written by `copier copy`, never by an update (copier.yml's `_exclude`).
 USER_FILES = frozenset(
     {
@@ -280,6 +284,10 @@ def panel_serve(
     lifetimes = (
         ["--check-unused-sessions", "100", "--unused-session-lifetime", "100"] if short_sessions else []
     )
+    if "--setup" not in options:  # the tests read every runner's stop, at debug level
+        setup = log.with_name("log_runners_stops.py")
+        setup.write_text(LOG_RUNNERS_STOPS)
+        options = ("--setup", str(setup), *options)
     command = [
         GENERATED_PYTHON, "-m", "panel", "serve", app, "--address", "127.0.0.1", "--port", str(port),
         "--allow-websocket-origin", f"127.0.0.1:{port}", *(lifetimes if short_sessions else []), *options,

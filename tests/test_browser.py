@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 
 from pages import add_task, open_app, progress_percent, queue_four_experiments, queued, reload, results
 from support import (
+    LOG_RUNNERS_STOPS,
     PACKAGE,
     alive,
     descendants,
@@ -106,7 +107,7 @@ def watched_changes_logged(directory: Path) -> Path:
         "\n"
         "handler = logging.StreamHandler()\n"
         "handler.setLevel(logging.DEBUG)\n"
-        'logging.getLogger("panel.io.reload").addHandler(handler)\n'
+        'logging.getLogger("panel.io.reload").addHandler(handler)\n' + LOG_RUNNERS_STOPS
     )
     return script
 

@@ -61,6 +61,8 @@ SESSION_PROBE = """
 import os
 from pathlib import Path
 
+import panel as pn
+
 from {package}.app import EXECUTOR, PRICES_INTERVAL_SECONDS
 from {package}.runners import GlobalTaskRunner
 from {package}.workers import fetch_prices

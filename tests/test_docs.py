@@ -214,9 +214,9 @@ def test_the_example_page_shows_each_fact_of_a_runner_once(project):
         assert shown_by_the_runner not in page
     readme = (project / PACKAGE / "runners" / "README.md").read_text()
     if "SessionTaskRunner" in page:
-        assert "an alert with the\nlast task's error" in readme
+        assert "a progress bar and the last\nerror: add no alert or count of your own" in readme
     if "GlobalTaskRunner" in page:
-        assert "an alert with the last call's error" in readme
+        assert "which shows its value and the last call's error" in readme
 
 
 def test_the_page_module_loads_the_extensions_and_the_readme_says_so(project):

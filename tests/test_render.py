@@ -56,7 +56,6 @@ VARIANT_FILES = {
         f"{PACKAGE}/runners/session_runner.py",
         f"{PACKAGE}/runners/pool.py",
         f"{PACKAGE}/runners/kept.py",
-        f"{PACKAGE}/runners/timer.py",
         "tests/runners/test_session_runner.py",
         "tests/runners/test_pool.py",
         "tests/runners/test_kept.py",
