@@ -140,12 +140,6 @@ class EventLoopThread:
             raise result.exception
         return result
 
-    def tasks(self, timeout: float = 5.0) -> set[asyncio.Task[Any]]:
-        """The loop's unfinished tasks: none once every worker has returned."""
-        if self._loop is None:
-            return set()
-        return self.submit(_other_tasks()).result(timeout)
-
     def stop(self, timeout: float | None = 1.0) -> bool:
         """Cancel the loop's tasks, give them ``timeout`` seconds, stop the loop; True once it has."""
         with self._lock:
