@@ -18,6 +18,7 @@ runners and measures, in one run:
   runners' threads and on Dask (executor=dask: a local cluster of worker processes);
 - ``async def`` workers: 100 served sessions each queue 10 tasks that wait 1 s, how long they all
   take, the process's threads and the GET time meanwhile; the memory of one waiting async task;
+- the memory one runner holds after tasks that load a table, every other one failing;
 - global worker calls per interval with 1 and with 2 `panel serve` processes on one Dask
   scheduler, and the seconds from a SIGKILL of the producer's process to the other's next call;
 - render time of each variant.
