@@ -566,7 +566,7 @@ def kept_runners_memory(runners: object, count: int, outcomes: int) -> tuple[flo
         runner._stop_listening()  # as the runner's session ends
         store.detach(number, "session")
     made.clear()  # the store holds their queues now: only its references count
-    wait_for(lambda: threading.active_count() <= threads + 1)  # the pool's threads end; the timer stays
+    wait_for(lambda: threading.active_count() <= threads + 1)  # the pool's threads end, the loop stays
     gc.collect()
     per_runner = (tracemalloc.get_traced_memory()[0] - before) / 1024 / count
     tracemalloc.stop()
@@ -852,7 +852,7 @@ def main() -> None:
         row(
             f"{kept_count} queues kept with no session (`for_user`), {outcomes} outcomes each",
             f"{per_runner:.1f} KiB each ({per_runner * kept_count / 1024:.1f} MiB), "
-            f"{threads_left} thread while they wait (the store's timer)",
+            f"{threads_left} thread while they wait (the runners' event loop, where their expiries wait)",
         )
 
         page_sessions = 3 if args.quick else 20
