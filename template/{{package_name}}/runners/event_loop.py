@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from .executors import TaskCancelled, TaskControl
+from .executors import Raised, TaskCancelled, TaskControl, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -34,21 +34,12 @@ async def await_worker(coroutine: Coroutine[Any, Any, Any], control: TaskControl
             raise
         control.raise_if_cancelled()
         raise RuntimeError("The worker raised CancelledError, though nothing cancelled it") from error
-    if isinstance(result, Raised):
-        raise result.exception
-    return result
+    return unwrap(result)
 
 
 def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop is closed, and the task with it
         loop.call_soon_threadsafe(task.cancel)
-
-
-class Raised:
-    """An exception that ``caught`` returns rather than lets through."""
-
-    def __init__(self, exception: BaseException) -> None:
-        self.exception = exception
 
 
 async def caught(awaitable: Awaitable[Any]) -> Any:
@@ -136,9 +127,7 @@ class EventLoopThread:
             result = self.submit(caught(await_worker(coroutine, control))).result()
         except concurrent.futures.CancelledError:  # the loop stopped under the call
             raise TaskCancelled from None
-        if isinstance(result, Raised):
-            raise result.exception
-        return result
+        return unwrap(result)
 
     def stop(self, timeout: float | None = 1.0) -> bool:
         """Cancel the loop's tasks, give them ``timeout`` seconds, stop the loop; True once it has."""

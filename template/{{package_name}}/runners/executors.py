@@ -95,6 +95,20 @@ class TaskControl:
             raise TaskTimedOut if self._timed_out else TaskCancelled
 
 
+class Raised:
+    """What a worker raised, returned where raising it would stop the wrong thing (a loop, a Dask worker)."""
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+def unwrap(result: Any) -> Any:
+    """A worker's ``result``; if it is a ``Raised``, raise its exception here, in the runner."""
+    if isinstance(result, Raised):
+        raise result.exception
+    return result
+
+
 def _call_back(callback: Callable[[], object]) -> None:
     try:
         callback()
