@@ -32,6 +32,7 @@ _lock: threading.Lock = _holder.__dict__.setdefault("lock", threading.Lock())
 
 EXIT_HOOKS_KEY = "exit_hooks"
 CTRL_C_KEY = "ctrl_c"
+OBSERVERS_KEY = "observers"
 
 
 def process_state(
@@ -60,6 +61,24 @@ def process_state(
             if at_exit is not None:
                 hooks[key] = (last, partial(at_exit, state))
     return state
+
+
+def observers() -> dict[str, Callable[[str, str, str, float, float], object]]:
+    """Who hears of every task's and global call's end, by name: a re-imported module replaces its own.
+
+    Each is called as ``observe(kind, name, outcome, waited, ran)``: ``kind`` is ``"task"`` (``name``:
+    the worker's) or ``"global"`` (``name``: the key), ``waited`` and ``ran`` are seconds. It runs in
+    the worker's thread, or on the runners' event loop: it must be quick.
+    """
+    return process_state(OBSERVERS_KEY, dict)
+
+
+def tell_observers(kind: str, name: str, outcome: str, waited: float, ran: float) -> None:
+    for observer, observe in list(observers().items()):
+        try:
+            observe(kind, name, outcome, waited, ran)
+        except Exception:  # an observer must not end a worker
+            logger.exception("The runners' observer %s failed", observer)
 
 
 def runners_loop() -> EventLoopThread:

@@ -11,6 +11,10 @@ from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
+#: The log of every failed task and global call, and every time-out, each once with its traceback:
+#: ``<package>.runners.tasks``.
+TASK_LOG = logging.getLogger(f"{__name__.rpartition('.')[0]}.tasks")
+
 #: The runners' modules: a kept failure's traceback leaves their frames out.
 _RUNNERS = __name__.rpartition(".")[0] + "."
 _RESUMABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
@@ -135,6 +139,9 @@ class SharedFeed(Protocol):
     process. No method raises: a failure to coordinate is logged, and ``latest()`` returns it.
     """
 
+    #: True while this process calls the worker for every process.
+    leading: bool
+
     def lead(self) -> bool:
         """True if this process calls the worker this interval."""
         ...
@@ -184,6 +191,14 @@ def executor_or_default(executor: Executor | None, worker: Callable[..., Any]) -
             "(see executors.py); leave executor out to run the worker in the runner's thread"
         )
     return executor
+
+
+def qualified_name(obj: object) -> str:
+    """``module.name`` of a function or a callable object; the served script's module is ``<script>``."""
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    module = "<script>" if module.startswith("bokeh_app_") else module  # one per session
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{module}.{name}"
 
 
 def describe_exception(exception: BaseException) -> str:
