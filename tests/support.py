@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -54,6 +55,7 @@ USER_FILES = frozenset(
         "README.md",
         "deploy/compose.yaml",
         "deploy/haproxy.cfg",
+        "deploy/prometheus.yml",
         "app.py",
         f"{PACKAGE}/__init__.py",
         f"{PACKAGE}/app.py",
@@ -234,6 +236,47 @@ def listens(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def require(program: str, package: str) -> str:
+    """The path of ``program``; skip the test without it, but in CI, where .ci/run installs ``package``."""
+    found = shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin")
+    if found is None:
+        reason = f"no {program} on this machine (apt-get install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return found
+
+
+@contextmanager
+def prometheus(config: str, folder: Path) -> Iterator[Callable[[str], list[dict]]]:
+    """Debian's Prometheus server on loopback with ``config`` (YAML); yields its instant query.
+
+    ``query("up")`` returns the query's result: a list of ``{"metric": labels, "value": [time, text]}``.
+    """
+    server = require("prometheus", "prometheus")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prometheus.yml").write_text(config)
+    port = free_port()
+    command = [
+        server, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]  # fmt: skip
+    log = folder / "prometheus.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def query(expression: str) -> list[dict]:
+        url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)["data"]["result"]
+
+    try:
+        poll(lambda: listens(port), timeout=30, message=f"Prometheus listens; log:\n{log.read_text()}")
+        yield query
+    finally:
+        stop_process(process)
 
 
 @dataclass

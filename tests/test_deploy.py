@@ -16,7 +16,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from support import (
     image_environment,
     liveness,
     poll,
+    prometheus,
     slow_experiments,
     stop_process,
     tracebacks,
@@ -88,7 +91,8 @@ def test_the_compose_file_matches_the_compose_specification(project):
 def test_the_compose_file_runs_the_image_s_command_behind_the_proxy(project):
     services = compose_file(project)["services"]
     dask = executor_of(project) == "dask"
-    assert set(services) == {"app1", "app2", "proxy"} | ({"scheduler", "worker"} if dask else set())
+    expected = {"app1", "app2", "proxy", "prometheus"} | ({"scheduler", "worker"} if dask else set())
+    assert set(services) == expected
     (image_command,) = [
         json.loads(arguments) for keyword, arguments in dockerfile_instructions(project) if keyword == "CMD"
     ]
@@ -101,6 +105,10 @@ def test_the_compose_file_runs_the_image_s_command_behind_the_proxy(project):
     proxy = services["proxy"]
     assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in proxy["volumes"]
     assert set(proxy["depends_on"]) == {"app1", "app2"}
+    assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in services["prometheus"]["volumes"]
+    scraped = yaml.safe_load((project / "deploy" / "prometheus.yml").read_text())["scrape_configs"]
+    targets = {target for job in scraped for config in job["static_configs"] for target in config["targets"]}
+    assert targets == {"app1:5006", "app2:5006"} | ({"scheduler:8787"} if dask else set())
 
 
 def test_haproxy_accepts_the_proxy_config(project, tmp_path):
@@ -118,6 +126,7 @@ class Deployment:
 
     url: str
     logs: Path
+    query: Callable[[str], list[dict]]  # Prometheus'
 
     def log(self, service: str) -> str:
         return (self.logs / f"{service}.log").read_text()
@@ -131,13 +140,14 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
     commands (panel, dask) on PATH.
     """
     services = compose_file(project)["services"]
-    ports = {name: free_port() for name in ("scheduler", "app1", "app2", "proxy")}
+    ports = {name: free_port() for name in ("scheduler", "dashboard", "app1", "app2", "proxy")}
     proxy = f"127.0.0.1:{ports['proxy']}"
     # The services' addresses on Compose's network, then the scheduler's port and its dashboard's
     # address in its command, as they are on loopback.
     addresses = {f"{name}:{port}": f"127.0.0.1:{ports[name]}"
                  for name, port in (("scheduler", 8786), ("app1", 5006), ("app2", 5006))}  # fmt: skip
-    arguments = {"8786": str(ports["scheduler"]), ":8787": "127.0.0.1:0"}
+    addresses["scheduler:8787"] = f"127.0.0.1:{ports['dashboard']}"  # its /metrics, for Prometheus
+    arguments = {"8786": str(ports["scheduler"]), ":8787": addresses["scheduler:8787"]}
     host = {"ALLOWED_ORIGIN": proxy}  # as a user sets it for `docker compose up`
     image = image_environment(project) | {"PYTHONPATH": str(project)}
 
@@ -158,7 +168,7 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
             stack.callback(stop_process, process)
 
         for name, service in services.items():
-            if name == "proxy":
+            if name in ("proxy", "prometheus"):
                 continue
             command = [on_loopback(interpolated(part, host)) for part in service["command"]]
             environment = {key: on_loopback(interpolated(str(value), host))
@@ -187,7 +197,11 @@ def deployed(project: Path, logs: Path) -> Iterator[Deployment]:
             timeout=30,
             message=f"the proxy answers (log: {log})",
         )
-        yield Deployment(f"http://{proxy}/app", logs)
+        # Prometheus as its image runs it, with the project's prometheus.yml, every second.
+        config = (project / "deploy" / "prometheus.yml").read_text()
+        config = config.replace("scrape_interval: 15s", "scrape_interval: 1s")
+        query = stack.enter_context(prometheus(on_loopback(config), logs / "prometheus"))
+        yield Deployment(f"http://{proxy}/app", logs, query)
 
 
 def server_of(page: Page) -> str:
@@ -215,6 +229,20 @@ def test_behind_the_sticky_proxy_a_reload_finds_its_work_and_no_other_browser_do
             seconds = time.monotonic() - started
             report(f"deploy, both-dask: every service up, behind the proxy, after {seconds:.1f} s")
             check_sticky_sessions(deployment, new_page)
+            check_metrics(deployment)
+
+
+def check_metrics(deployment: Deployment) -> None:
+    """Prometheus reads both app processes and the scheduler; the proxy keeps /metrics to the inside."""
+    poll(lambda: len(deployment.query("up == 1")) == 3, timeout=30,
+         message=f"Prometheus reads the apps and the scheduler: {deployment.query('up')}")  # fmt: skip
+    done = 'sum(panel_runners_tasks_finished_total{outcome="done"})'
+    poll(lambda: [float(found["value"][1]) for found in deployment.query(done)] >= [1.0], timeout=30,
+         message="Prometheus has the experiments' outcomes")  # fmt: skip
+    assert deployment.query("dask_scheduler_workers"), "the scheduler's own metrics"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(deployment.url.replace("/app", "/metrics"), timeout=10)
+    assert refused.value.code == 404
 
 
 def check_sticky_sessions(deployment: Deployment, new_page) -> None:

@@ -55,6 +55,7 @@ ADDED_SINCE_THE_FIRST_RELEASE = (
     ".dockerignore",
     "deploy/compose.yaml",
     "deploy/haproxy.cfg",
+    "deploy/prometheus.yml",
 )
 #: The line that hooks/report_conflicts.py prints when an update leaves files to resolve.
 CONFLICTS_REPORTED = "copier update left CONFLICTS in"
@@ -71,6 +72,7 @@ EXAMPLE_SOURCES = (
     "tests/test_app.py.jinja",
     "deploy/compose.yaml.jinja",
     "deploy/haproxy.cfg.jinja",
+    "deploy/prometheus.yml.jinja",
 )
 #: The variant, with every runner, whose updated project runs its whole suite. The others run
 #: the quick loop: their template files are a fresh render's byte for byte (asserted), and
