@@ -315,13 +315,18 @@ class Server:
 
 @contextmanager
 def panel_serve(
-    project: Path, log: Path, *options: str, app: str = "app.py", short_sessions: bool = True
+    project: Path,
+    log: Path,
+    *options: str,
+    app: str = "app.py",
+    short_sessions: bool = True,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """Serve the project's app.py (or ``app``, a script named app.py elsewhere) on a free port.
 
     With ``short_sessions``, closed sessions go within a fraction of a second; without, sessions
     last Bokeh's default, as a user serves the app (Panel 1.9 then takes its CSS from the server,
-    not its CDN).
+    not its CDN). ``environment`` adds to the server's environment variables.
     """
     port = free_port()
     lifetimes = (
@@ -337,8 +342,9 @@ def panel_serve(
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(  # a process group of its own, as in a terminal
-            command, cwd=project, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
+            command, cwd=project, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env={**os.environ, **(environment or {})},
+        )  # fmt: skip
     server = Server(process, port, log)
     try:
         poll(lambda: listens(port), timeout=60, message=f"the server listens; log:\n{log.read_text()}")

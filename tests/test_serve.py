@@ -89,7 +89,10 @@ def test_page_loads_runners_follow_sessions_and_ctrl_c_stops(project, tmp_path):
 
 
 def test_prometheus_reads_the_runners_metrics_of_a_served_app(project, tmp_path):
-    """A real Prometheus server scrapes /metrics (--plugins), which passes promtool's check."""
+    """A real Prometheus server scrapes /metrics (--plugins), which passes promtool's check.
+
+    In prometheus_client's multiprocess mode, as under --num-procs: the figures go through its files.
+    """
     only_with_both(project)
     if executor_of(project) == "dask":
         pytest.skip("the Dask variant's metrics are read in test_deploy.py, beside the scheduler's")
@@ -98,7 +101,12 @@ def test_prometheus_reads_the_runners_metrics_of_a_served_app(project, tmp_path)
     app.parent.mkdir()
     app.write_text(METRICS_APP)
     plugin = ("--plugins", f"{PACKAGE}.runners.metrics")
-    with panel_serve(project, tmp_path / "serve.log", *plugin, app=str(app), short_sessions=False) as server:
+    files = tmp_path / "metrics-files"
+    files.mkdir()
+    multiprocess = {"PROMETHEUS_MULTIPROC_DIR": str(files)}
+    with panel_serve(
+        project, tmp_path / "serve.log", *plugin, app=str(app), short_sessions=False, environment=multiprocess
+    ) as server:
         with urllib.request.urlopen(server.url, timeout=30):  # a session, whose script queues the tasks
             pass
         metrics = f"http://127.0.0.1:{server.port}/metrics"
@@ -119,4 +127,5 @@ def test_prometheus_reads_the_runners_metrics_of_a_served_app(project, tmp_path)
                  message=f"Prometheus has the tasks' outcomes: {counted()}")  # fmt: skip
             ran = query('panel_runners_task_seconds_count{worker="<script>.measure"}')
             assert [float(found["value"][1]) for found in ran] == [3.0]
+            assert [float(found["value"][1]) for found in query("panel_runners_workers_busy")] == [0.0]
         assert server.output().count("ValueError: a failure that the metrics count") == 1, server.output()
