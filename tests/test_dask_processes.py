@@ -67,7 +67,9 @@ from {package}.app import EXECUTOR, PRICES_INTERVAL_SECONDS
 from {package}.runners import GlobalTaskRunner
 from {package}.workers import fetch_prices
 
-_feed = GlobalTaskRunner("prices", fetch_prices, seconds=PRICES_INTERVAL_SECONDS, executor=EXECUTOR)
+_feed = GlobalTaskRunner(
+    "prices", fetch_prices, seconds=PRICES_INTERVAL_SECONDS, executor=EXECUTOR, rest_when_unwatched=True
+)
 _seen = Path({folder!r}, f"{{os.getpid()}}-{{pn.state.curdoc.session_context.id}}")
 _feed.param.watch(lambda event, seen=_seen: seen.write_text(str(event.new["called at"])), "value")
 """
