@@ -15,6 +15,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from support import CHROMIUM, RUNS_THE_QUICK_LOOP, VARIANT_IDS, VARIANTS, copy_template, render
 
+#: Tests of a minute or more on their own, run before the longest files: begun near the end, one
+#: would keep a core busy after the others are done.
+LONGEST_TESTS = ("test_the_benchmark_prints_its_table_and_writes_its_page",)
 #: The test files whose tests take longest, longest first (measured with --durations): they start
 #: first, so that the parallel workers finish together.
 LONGEST_FIRST = (
@@ -129,6 +132,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     one_run_of_each_generated_suite(config, items)
 
     def rank(item: pytest.Item) -> int:
+        if getattr(item, "originalname", item.name) in LONGEST_TESTS:
+            return -1
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
