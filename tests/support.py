@@ -272,8 +272,15 @@ def prometheus(config: str, folder: Path) -> Iterator[Callable[[str], list[dict]
         with urllib.request.urlopen(url, timeout=10) as response:
             return json.load(response)["data"]["result"]
 
+    def ready() -> bool:  # it listens before its storage is open, answering 503 until then
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
     try:
-        poll(lambda: listens(port), timeout=30, message=f"Prometheus listens; log:\n{log.read_text()}")
+        poll(ready, timeout=30, message=f"Prometheus is ready; log:\n{log.read_text()}")
         yield query
     finally:
         stop_process(process)
