@@ -235,7 +235,7 @@ def test_behind_the_sticky_proxy_a_reload_finds_its_work_and_no_other_browser_do
 def check_metrics(deployment: Deployment) -> None:
     """Prometheus reads both app processes and the scheduler; the proxy keeps /metrics to the inside."""
     poll(lambda: len(deployment.query("up == 1")) == 3, timeout=30,
-         message=f"Prometheus reads the apps and the scheduler: {deployment.query('up')}")  # fmt: skip
+         message="Prometheus reads the two apps and the scheduler (up == 1)")  # fmt: skip
     done = 'sum(panel_runners_tasks_finished_total{outcome="done"})'
     poll(lambda: [float(found["value"][1]) for found in deployment.query(done)] >= [1.0], timeout=30,
          message="Prometheus has the experiments' outcomes")  # fmt: skip

@@ -124,7 +124,7 @@ def test_prometheus_reads_the_runners_metrics_of_a_served_app(project, tmp_path)
                 return {found["metric"]["outcome"]: float(found["value"][1]) for found in query(finished)}
 
             poll(lambda: counted() == {"done": 2.0, "failed": 1.0}, timeout=30,
-                 message=f"Prometheus has the tasks' outcomes: {counted()}")  # fmt: skip
+                 message="Prometheus has the tasks' outcomes: done 2, failed 1")  # fmt: skip
             ran = query('panel_runners_task_seconds_count{worker="<script>.measure"}')
             assert [float(found["value"][1]) for found in ran] == [3.0]
             assert [float(found["value"][1]) for found in query("panel_runners_workers_busy")] == [0.0]
