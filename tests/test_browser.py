@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -183,6 +185,40 @@ def test_sessions_never_see_each_others_results(project, tmp_path, new_page):
         expect(second.get_by_role("listitem")).to_have_count(2)
         assert [RESULT.match(text).group(1) for text in results(first)] == ["111", "333"]
         assert [RESULT.match(text).group(1) for text in results(second)] == ["222", "444"]
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no --admin: no admin page, no Tasks tab
+            urllib.request.urlopen(server.url.replace("/app", "/admin"), timeout=10)
+        assert refused.value.code == 404
+
+
+def test_the_admin_page_lists_the_sessions_work_and_cancels_a_task(project, tmp_path, new_page):
+    only_with_both(project)
+    with slow_experiments(project, 20), panel_serve(project, tmp_path / "serve.log", "--admin") as server:
+        first, second = new_page(), new_page()
+        open_app(first, server.url)
+        open_app(second, server.url)
+        add_task(first, -1)  # fails at once
+        expect(first.get_by_role("listitem")).to_have_count(1)
+        add_task(first, 111)
+        add_task(second, 222)
+        expect(queued(second, 0)).to_be_visible()
+        add_task(second, 333)
+        expect(queued(second, 1)).to_be_visible()
+
+        admin = new_page()
+        admin.goto(server.url.replace("/app", "/admin"))
+        admin.get_by_text("Tasks", exact=True).click()
+        rows = admin.locator(".tabulator-row").filter(has_text=re.compile(r"Processing \d+%"))
+        expect(rows).to_have_count(2)  # one task runs in each session
+        owners = {re.search(r"session [\w-]+", text).group() for text in rows.all_inner_texts()}
+        assert len(owners) == 2, rows.all_inner_texts()
+        expect(
+            admin.get_by_text(re.compile(r"Traceback(.|\n)*samples must be a positive number"))
+        ).to_be_visible()
+
+        # Cancel the first page's task, the one with none queued behind it.
+        rows.filter(has_text="(0 queued)").get_by_text("Cancel", exact=True).click()
+        expect(first.get_by_role("listitem").nth(1)).to_have_text("cancelled")
+        expect(queued(second, 1)).to_be_visible()  # the other session's work goes on
 
 
 def async_example(project: Path) -> str:

@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -48,6 +49,7 @@ class TaskControl:
         self._lock = threading.Lock()
         self.fraction: float | None = None
         self.message = ""
+        self.started = time.monotonic()  # the task's start: its control is made as it is taken
 
     @property
     def cancelled(self) -> bool:
