@@ -19,6 +19,8 @@ runners and measures, in one run:
 - ``async def`` workers: 100 served sessions each queue 10 tasks that wait 1 s, how long they all
   take, the process's threads and the GET time meanwhile; the memory of one waiting async task;
 - the memory one runner holds after tasks that load a table, every other one failing;
+- what the Prometheus metrics add to a task of 1 ms, and a refresh of the admin page's Tasks tab
+  with 300 sessions' runners;
 - global worker calls per interval with 1 and with 2 `panel serve` processes on one Dask
   scheduler, and the seconds from a SIGKILL of the producer's process to the other's next call;
 - render time of each variant.
@@ -750,6 +752,83 @@ def failed_task_memory(runners: object, tasks: int) -> tuple[float, float]:
     return held, shown
 
 
+def metrics_cost(runners: object, tasks: int, rounds: int) -> tuple[list[float], float]:
+    """What the Prometheus metrics (``--plugins <package>.runners.metrics``) add to a task of 1 ms.
+
+    Returns each round's µs a task with the metrics' observer against without, and the µs of one
+    call of the observers with it, against none.
+    """
+    observers = runners._process.observers()
+    observe = importlib.import_module(f"{runners.__name__}.metrics").observe  # what --plugins imports
+    observers.pop("metrics", None)
+
+    def rate(counted: bool) -> float:
+        if counted:
+            observers["metrics"] = observe
+        try:
+            return runner_throughput(runners, tasks)
+        finally:
+            observers.pop("metrics", None)
+
+    extra = []
+    for round_ in range(rounds):  # in turn first: the machine's speed drifts within minutes
+        first, second = (True, False) if round_ % 2 else (False, True)
+        rates = {first: rate(first), second: rate(second)}
+        extra.append(1e6 / rates[True] - 1e6 / rates[False])
+    calls = 20_000
+
+    def per_call() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            runners._process.tell_observers("task", "bench.one_millisecond", "done", 0.001, 0.001)
+        return (time.perf_counter() - start) / calls * 1e6
+
+    without = per_call()
+    observers["metrics"] = observe
+    with_metrics = per_call()
+    observers.pop("metrics")
+    return sorted(extra), with_metrics - without
+
+
+def admin_refresh(runners: object, sessions: int, refreshes: int) -> tuple[float, int]:
+    """Seconds of one refresh of the admin page's Tasks tab, its models in a Bokeh document, with
+    ``sessions`` sessions' runners (two each, as the example page) following one global key.
+
+    Returns the median refresh, and the rows it shows.
+    """
+    from bokeh.document import Document
+
+    admin = importlib.import_module(f"{runners.__name__}.admin")
+    release = threading.Event()
+
+    def blocked(task: object) -> None:
+        release.wait(60)
+
+    workers = (blocked, one_millisecond)
+    queues = [runners.SessionTaskRunner(worker=worker) for _ in range(sessions) for worker in workers]
+    for runner in queues[::2]:
+        runner.append(None)  # a pool's worth of them run, the others wait
+    feed = [runners.GlobalTaskRunner("bench-admin", server_clock, seconds=1.0) for _ in range(sessions)]
+    doc = Document()
+    tab = admin.TasksTab()
+    doc.add_root(pn.panel(tab).get_root(doc))
+    times = []
+    for _ in range(refreshes):
+        start = time.perf_counter()
+        tab.refresh()
+        times.append(time.perf_counter() - start)
+    shown = len(tab.queues.value) + len(tab.global_runners.value)
+    release.set()
+    for runner in queues:
+        runner.stop()
+    feed[0].remove()
+    return statistics.median(times), shown
+
+
+def server_clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
 def compute_one_second(task: object) -> None:
     deadline = time.perf_counter() + 1.0
     while time.perf_counter() < deadline:
@@ -822,6 +901,13 @@ def main() -> None:
             f" a task in the median round ({extra[0]:.0f} to {extra[-1]:.0f} µs)",
         )
 
+        metrics_extra, observer_cost = metrics_cost(runners, args.tasks, rounds)
+        row(
+            f"Tasks of 1 ms with the Prometheus metrics against without ({args.tasks} tasks, {rounds} pairs)",
+            f"{statistics.median(metrics_extra):+.0f} µs a task in the median round ({metrics_extra[0]:+.0f} "
+            f"to {metrics_extra[-1]:+.0f} µs); counting one task's end takes {observer_cost:.1f} µs",
+        )
+
         overhead, cpu = session_task_cost(runners, args.tasks // 2)
         row(
             f"Tasks of 1 ms in a served session whose page shows the runner ({args.tasks // 2} tasks)",
@@ -853,6 +939,14 @@ def main() -> None:
             f"{kept_count} queues kept with no session (`for_user`), {outcomes} outcomes each",
             f"{per_runner:.1f} KiB each ({per_runner * kept_count / 1024:.1f} MiB), "
             f"{threads_left} thread while they wait (the runners' event loop, where their expiries wait)",
+        )
+
+        admin_sessions = 30 if args.quick else 300
+        refresh, rows_shown = admin_refresh(runners, admin_sessions, 5 if args.quick else 20)
+        row(
+            f"A refresh of the admin page's Tasks tab, {admin_sessions} sessions' runners (two each) and "
+            "a global key they follow",
+            f"{refresh * 1000:.0f} ms for {rows_shown} rows (median), on the server's event loop",
         )
 
         page_sessions = 3 if args.quick else 20

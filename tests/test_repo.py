@@ -75,7 +75,7 @@ def test_the_benchmark_prints_its_table_and_writes_its_page(tmp_path):
     assert lines[0].startswith("Machine: ")
     assert "| Measure | Result |" in lines
     rows = [line for line in lines if line.startswith("| ") and "Measure" not in line and "---" not in line]
-    assert len(rows) == 31, rows
+    assert len(rows) == 33, rows
     assert "Constant parameter" not in result.stderr
     written = output.read_text()
     assert written.startswith("# Benchmark\n")
