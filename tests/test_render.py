@@ -66,7 +66,9 @@ VARIANT_FILES = {
     },
     "global": {
         f"{PACKAGE}/runners/global_runner.py",
+        f"{PACKAGE}/runners/schedule.py",
         "tests/runners/test_global_runner.py",
+        "tests/runners/test_schedule.py",
         "tests/runners/test_howto_bindings.py",
     },
     "dask": {f"{PACKAGE}/runners/dask_executor.py", "tests/runners/test_dask_executor.py"},
