@@ -40,8 +40,8 @@ SESSIONS = 2
 #: Intervals over which the calls are counted.
 WINDOW = 4
 
-#: Appended to the project's workers.py: each call of the feed appends its time to a file, and the
-#: time goes with the prices, for the sessions to say which result they have.
+#: Appended to the project's workers.py: each call of the feed, and of a job of every second, appends
+#: its time to a file; the feed's time goes with the prices, for the sessions to say which they have.
 FEED_PROBE = """
 
 _fetch_prices = fetch_prices
@@ -53,6 +53,14 @@ def fetch_prices() -> dict[str, float]:
     with open({calls!r}, "a") as calls:
         calls.write(f"{{now}}\\n")
     return {{**_fetch_prices(), "called at": now}}
+
+
+def note_tick() -> float:
+    \"\"\"A job of a schedule of every second, noting the time of each call.\"\"\"
+    now = time.time()
+    with open({ticks!r}, "a") as ticks:
+        ticks.write(f"{{now}}\\n")
+    return now
 """
 
 #: Appended to the served script: each session writes the time of the latest result it has.
@@ -65,34 +73,39 @@ import panel as pn
 
 from {package}.app import EXECUTOR, PRICES_INTERVAL_SECONDS
 from {package}.runners import GlobalTaskRunner
-from {package}.workers import fetch_prices
+from {package}.workers import fetch_prices, note_tick
 
 _feed = GlobalTaskRunner(
     "prices", fetch_prices, seconds=PRICES_INTERVAL_SECONDS, executor=EXECUTOR, rest_when_unwatched=True
 )
+_ticks = GlobalTaskRunner("ticks", note_tick, cron="* * * * * *", executor=EXECUTOR)
 _seen = Path({folder!r}, f"{{os.getpid()}}-{{pn.state.curdoc.session_context.id}}")
 _feed.param.watch(lambda event, seen=_seen: seen.write_text(str(event.new["called at"])), "value")
 """
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The file of the feed's calls, and the folder of the sessions' latest results."""
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """The files of the feed's and the scheduled job's calls, and the folder of the sessions' results."""
     calls, seen = tmp_path_factory.mktemp("calls") / "calls", tmp_path_factory.mktemp("seen")
+    ticks = calls.with_name("ticks")
     calls.touch()
-    return calls, seen
+    ticks.touch()
+    return calls, seen, ticks
 
 
 @pytest.fixture(scope="module")
-def project(template: Path, tmp_path_factory: pytest.TempPathFactory, folders: tuple[Path, Path]) -> Path:
-    calls, seen = folders
+def project(
+    template: Path, tmp_path_factory: pytest.TempPathFactory, folders: tuple[Path, Path, Path]
+) -> Path:
+    calls, seen, ticks = folders
     destination = tmp_path_factory.mktemp("deployed")
     project = render(
         template, destination, threading="both", executor="dask", package_name=PACKAGE,
         global_interval_seconds=INTERVAL,
     )  # fmt: skip
     workers = project / PACKAGE / "workers.py"
-    workers.write_text(workers.read_text() + FEED_PROBE.format(calls=str(calls)))
+    workers.write_text(workers.read_text() + FEED_PROBE.format(calls=str(calls), ticks=str(ticks)))
     app = project / "app.py"
     app.write_text(app.read_text() + textwrap.dedent(SESSION_PROBE).format(package=PACKAGE, folder=str(seen)))
     return project
@@ -166,7 +179,7 @@ ELECTED = "this process now calls the worker of"
 def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_and_take_over(
     project, folders, tmp_path, monkeypatch, report
 ):
-    calls, seen = folders
+    calls, seen, ticks = folders
     # Dask reads its configuration from DASK_* variables; the lease timeout is the app processes'.
     locks = "DASK_DISTRIBUTED__SCHEDULER__LOCKS__"
     monkeypatch.setenv(f"{locks}LEASE_TIMEOUT", f"{LEASE_TIMEOUT}s")
@@ -176,6 +189,10 @@ def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_an
         counted = calls_in(calls, counted_from, WINDOW)
         assert counted <= WINDOW + 1, f"{counted} calls in {WINDOW} intervals: more than one producer"
         assert counted >= WINDOW - 1, f"{counted} calls in {WINDOW} intervals: the feed lags"
+        # A schedule of every second: one call per time for the deployment, each in its own second.
+        scheduled = [when for when in call_times(ticks) if counted_from <= when < counted_from + WINDOW]
+        assert WINDOW - 1 <= len(scheduled) <= WINDOW + 1, scheduled
+        assert len({int(when) for when in scheduled}) == len(scheduled), f"two calls of one time: {scheduled}"
         poll(
             lambda: served.everyone_saw(counted_from),
             timeout=30,
@@ -206,7 +223,7 @@ def test_after_sigterm_another_server_takes_over_within_an_interval(
 ):
     """``docker stop``: the producer gives its lease back as it stops, long before its lease lapses (30 s)."""
     monkeypatch.delenv("DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT", raising=False)
-    _, seen = folders
+    _, seen, _ = folders
     with deployment(project, seen, tmp_path, monkeypatch) as served:
         served.producer.process.terminate()
         stopped_at = time.time()
