@@ -1102,7 +1102,7 @@ NOTES = """\
 - **The operator's view**: the metrics count a task's end in the thread where it ended, a few
   µs, below the noise of whole runs of 1 ms tasks. A refresh of the admin page's Tasks tab reads
   every queue and global key and replaces its tables' data, in the models of a Bokeh document
-  here; a served page then sends the rows that changed.
+  here; a served page then sends the tables to the open admin pages.
 - **Several processes on one Dask scheduler** elect one producer per global key; after a SIGKILL
   of the producer's process, the other calls the worker within the lease timeout, the
   scheduler's lease check and one interval (short lease times here, set for the run).
