@@ -194,7 +194,7 @@ def test_the_admin_page_lists_the_sessions_work_and_cancels_a_task(project, tmp_
     only_with_both(project)
     if executor_of(project) != "thread":
         pytest.skip("the tab and its buttons are the same with either executor")
-    with slow_experiments(project, 20), panel_serve(project, tmp_path / "serve.log", "--admin") as server:
+    with slow_experiments(project, 10), panel_serve(project, tmp_path / "serve.log", "--admin") as server:
         first, second = new_page(), new_page()
         open_app(first, server.url)
         open_app(second, server.url)

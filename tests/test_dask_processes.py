@@ -78,7 +78,8 @@ from {package}.workers import fetch_prices, note_tick
 _feed = GlobalTaskRunner(
     "prices", fetch_prices, seconds=PRICES_INTERVAL_SECONDS, executor=EXECUTOR, rest_when_unwatched=True
 )
-_ticks = GlobalTaskRunner("ticks", note_tick, cron="* * * * * *", executor=EXECUTOR)
+if os.environ.get("PROBE_SCHEDULE"):  # the deployments' tests: a job of every second as well
+    _ticks = GlobalTaskRunner("ticks", note_tick, cron="* * * * * *", executor=EXECUTOR)
 _seen = Path({folder!r}, f"{{os.getpid()}}-{{pn.state.curdoc.session_context.id}}")
 _feed.param.watch(lambda event, seen=_seen: seen.write_text(str(event.new["called at"])), "value")
 """
@@ -155,6 +156,7 @@ def deployment(
         for name in ("first", "second"):
             cluster.add_worker(name)
         monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", cluster.address)
+        monkeypatch.setenv("PROBE_SCHEDULE", "1")
         servers = [stack.enter_context(panel_serve(project, tmp_path / f"serve-{n}.log")) for n in (1, 2)]
         for server in servers:
             sessions = open_sessions(server.url, SESSIONS)
