@@ -213,6 +213,10 @@ def test_servers_sharing_a_scheduler_call_the_global_worker_once_per_interval_an
         counted_from = time.time()
         counted = calls_in(calls, counted_from, WINDOW)
         assert WINDOW - 1 <= counted <= WINDOW + 1, f"{counted} calls in {WINDOW} intervals after takeover"
+        # The schedule's new producer calls at its next times, with no burst of the times it missed.
+        scheduled = [when for when in call_times(ticks) if when >= killed_at]
+        assert len({int(when) for when in scheduled}) == len(scheduled), f"two calls of one time: {scheduled}"
+        assert sum(when >= counted_from for when in scheduled) >= WINDOW - 1, scheduled
         report(
             f"Dask, 2 server processes on one scheduler: {counted} calls of the global worker "
             f"in {WINDOW} intervals; after SIGKILL of the producer, new results in {failover:.1f} s "
