@@ -31,6 +31,7 @@ STATE: dict[str, Any] = _holder.__dict__.setdefault("STATE", {})
 _lock: threading.Lock = _holder.__dict__.setdefault("lock", threading.Lock())
 
 EXIT_HOOKS_KEY = "exit_hooks"
+EXITING_KEY = "exiting"
 CTRL_C_KEY = "ctrl_c"
 OBSERVERS_KEY = "observers"
 
@@ -86,6 +87,11 @@ def runners_loop() -> EventLoopThread:
     return process_state(f"{__name__}.runners_loop", EventLoopThread, EventLoopThread.stop)
 
 
+def exiting() -> bool:
+    """True once the exit hooks have begun: what starts anew (a Dask cluster) must not start."""
+    return bool(STATE.get(EXITING_KEY))
+
+
 def run_exit_hooks() -> None:
     """Run the ``process_state`` exit hooks, each once.
 
@@ -93,6 +99,7 @@ def run_exit_hooks() -> None:
     scheduler still handling a call fails with "cannot schedule new futures after shutdown".
     """
     with _lock:
+        STATE[EXITING_KEY] = True
         hooks = STATE.get(EXIT_HOOKS_KEY) or {}
         ordered = sorted(reversed(hooks.values()), key=lambda item: item[0])  # stable: last=True at the end
         hooks.clear()
